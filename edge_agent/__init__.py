@@ -1,0 +1,1 @@
+"""SmartPark edge_agent."""
