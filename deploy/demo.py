@@ -1,0 +1,271 @@
+"""`make demo`: the whole platform on one machine, with simulated devices.
+
+Starts (or reuses) Mosquitto and influxd with their data under `var/`, then the simulators, one edge agent
+per simulated enterprise, ingest, analytics and the API, each as its own `smartpark ...` process as in
+production; shows a live status line; stops everything cleanly on Ctrl-C. A second demo on the same
+folder is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import yaml
+
+from deploy.services import ServiceError, influxd, mosquitto, port_answers
+from parkmodel.registry import Registry, load_registry
+from smartpark.config import ConfigError, Settings, load_settings
+
+SIM_BASE_PORT = 15020
+SIM_CONTROL_PORT = 15019
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+
+def _say(line: str) -> None:
+    sys.stdout.write("\r\033[K" + line + "\n")
+    sys.stdout.flush()
+
+
+def _status(line: str) -> None:
+    if sys.stdout.isatty():
+        sys.stdout.write("\r\033[K" + line)
+    else:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class DemoAlreadyRunning(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def demo_lock(base_dir: Path) -> Any:
+    """One demo per folder: an exclusive lock held for the demo's lifetime (released even on kill -9)."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = base_dir / "demo.lock"
+    info_path = base_dir / "demo.json"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            info = {}
+            with contextlib.suppress(OSError, ValueError):
+                info = json.loads(info_path.read_text())
+            raise DemoAlreadyRunning(
+                f"a SmartPark demo is already running (pid {info.get('pid', '?')}) in {base_dir}/; "
+                f"its dashboard is at {info.get('dashboard', '?')}. Stop it with Ctrl-C in its terminal "
+                f"(or `kill {info.get('pid', 'PID')}`) before starting another."
+            ) from None
+        yield info_path
+    finally:
+        os.close(fd)
+
+
+def write_configs(base_dir: Path, settings: Settings, registry: Registry, layout: dict[str, Any]) -> list[Path]:
+    """One edge config per gateway, from the registry and the simulators' address layout."""
+    edge_dir = base_dir / "demo" / "edge"
+    edge_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for park in registry.parks:
+        for ent in park.enterprises:
+            for gw in ent.gateways:
+                devices = []
+                for dev in gw.devices:
+                    addr = layout[dev.id]
+                    devices.append({
+                        "id": dev.id, "template": dev.template, "interval_s": dev.poll_interval_s, "timeout_s": 1.0,
+                        "transport": {"kind": "tcp", "host": addr["host"], "port": addr["port"],
+                                      "unit_id": addr["unit_id"]},
+                    })
+                cfg = {
+                    "park": park.id, "enterprise": ent.id, "gateway": gw.id,
+                    "mqtt": {"host": settings.mqtt.host, "port": settings.mqtt.port, "client_id": f"edge-{gw.id}"},
+                    "store": {"path": str((edge_dir / f"{gw.id}.sqlite").resolve())},
+                    "devices": devices,
+                }
+                path = edge_dir / f"{gw.id}.yaml"
+                path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+                paths.append(path)
+    return paths
+
+
+async def _spawn(child: Child, env: dict[str, str]) -> None:
+    child.log_path.parent.mkdir(parents=True, exist_ok=True)
+    child.log = child.log_path.open("ab")
+    # A session of its own: Ctrl-C reaches only this orchestrator, which then stops children in order.
+    child.process = await asyncio.create_subprocess_exec(
+        *child.argv, stdout=child.log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+        env=env, start_new_session=True,
+    )
+
+
+async def _stop(children: list[Child], grace_s: float = 10.0) -> None:
+    for child in children:
+        if child.process and child.process.returncode is None:
+            child.process.send_signal(signal.SIGINT)
+    for child in children:
+        if child.process is None:
+            continue
+        try:
+            await asyncio.wait_for(child.process.wait(), grace_s)
+        except TimeoutError:
+            child.process.kill()
+            await child.process.wait()
+        if child.log:
+            child.log.close()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def _read_layout(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    data = yaml.safe_load(path.read_text())
+    return data.get("devices", data) if data else None
+
+
+async def _wait_for_layout(path: Path, sim: Child, limit_s: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if sim.process and sim.process.returncode is not None:
+            raise RuntimeError(f"simulators exited with code {sim.process.returncode}:\n{_tail(sim.log_path)}")
+        layout = await asyncio.to_thread(_read_layout, path)
+        if layout:
+            return layout
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"simulators did not write their layout to {path} within {limit_s:.0f} s")
+
+
+async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, speed: float, config_path: Path,
+                       info_path: Path, started_at: float) -> int:
+    logs = base_dir / "demo" / "logs"
+    exe = [sys.executable, "-m", "smartpark.cli"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    layout_path = base_dir / "demo" / "layout.yaml"
+    layout_path.unlink(missing_ok=True)
+    dashboard = f"http://{settings.api.host}:{settings.api.port}/"
+
+    sim = Child("simulators", [*exe, "simulate", "park", "--registry", str(settings.registry), "--host", "127.0.0.1",
+                                "--base-port", str(SIM_BASE_PORT), "--control-port", str(SIM_CONTROL_PORT),
+                                "--speed", str(speed), "--layout-out", str(layout_path)], logs / "simulators.log")
+    children: list[Child] = [sim]
+    try:
+        _status("[demo] starting simulated devices ...")
+        await _spawn(sim, env)
+        layout = await _wait_for_layout(layout_path, sim)
+        edge_configs = write_configs(base_dir, settings, registry, layout)
+        services = [
+            Child("ingest", [*exe, "ingest", "--config", str(config_path)], logs / "ingest.log"),
+            Child("analytics", [*exe, "analytics", "--config", str(config_path)], logs / "analytics.log"),
+            Child("api", [*exe, "api", "--config", str(config_path)], logs / "api.log"),
+        ]
+        edges = [Child(f"edge:{p.stem}", [*exe, "edge", "--config", str(p)], logs / f"edge-{p.stem}.log")
+                 for p in edge_configs]
+        for i, child in enumerate([*services, *edges], 1):
+            _status(f"[demo] starting {child.name} ({i}/{len(services) + len(edges)}) ...")
+            await _spawn(child, env)
+            children.append(child)
+        await asyncio.to_thread(info_path.write_text, json.dumps({"pid": os.getpid(), "dashboard": dashboard}))
+
+        ready_at: float | None = None
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while True:
+                dead = [c for c in children if c.process and c.process.returncode is not None]
+                if dead:
+                    for c in dead:
+                        _say(f"[demo] {c.name} exited with code {c.process.returncode}; last lines of "
+                             f"{c.log_path}:\n{_tail(c.log_path)}")
+                    return 1
+                api_ok, reporting, total, parks = False, 0, 0, 0
+                with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+                    r = await http.get(f"{dashboard}api/v1/kpi")
+                    api_ok = r.status_code == 200
+                    body = r.json()
+                    items = body.get("items", body) if isinstance(body, dict) else body
+                    for item in items:
+                        kpi = item.get("kpi") or {}
+                        if kpi:
+                            parks += 1
+                        reporting += int(kpi.get("devices_reporting") or 0)
+                        total += int(kpi.get("devices_total") or 0)
+                if ready_at is None and api_ok and reporting > 0:
+                    ready_at = time.monotonic()
+                    _say(f"[demo] live data after {ready_at - started_at:.0f} s. Dashboard 看板: {dashboard}  "
+                         f"(API docs {dashboard}docs). Ctrl-C stops everything.")
+                elapsed = time.monotonic() - started_at
+                _status(f"[demo] {elapsed:5.0f} s | processes {len(children)} up | api {'ok' if api_ok else '...'} | "
+                        f"parks with KPIs {parks} | devices reporting {reporting}/{total or '?'} | {dashboard}")
+                await asyncio.sleep(1.0)
+    finally:
+        _say("[demo] stopping ...")
+        # Edge agents first so nothing is left unsent, then the cloud side, the simulators last.
+        order = [c for c in children if c.name.startswith("edge:")]
+        order += [c for c in children if c.name in ("ingest", "analytics", "api")]
+        order += [sim]
+        await _stop(order)
+
+
+def run_demo(base_dir: Path = Path("var"), speed: float = 1.0, config: Path | None = None) -> int:
+    """Run the demo until Ctrl-C; returns the process exit code."""
+    started_at = time.monotonic()
+    base_dir = base_dir.resolve()
+    try:
+        settings = load_settings(config, var_dir=base_dir)
+        registry = load_registry(settings.registry)
+    except (ConfigError, ValueError) as exc:
+        print(f"[demo] {exc}", file=sys.stderr)
+        return 2
+    try:
+        with demo_lock(base_dir) as info_path, contextlib.ExitStack() as stack:
+            m, i = settings.mqtt, settings.influx
+            if port_answers(m.host, m.port):
+                _say(f"[demo] using the MQTT broker already answering on {m.host}:{m.port}")
+            else:
+                _status(f"[demo] starting mosquitto on {m.host}:{m.port} (data in {base_dir}/mosquitto) ...")
+                stack.enter_context(mosquitto(base_dir / "mosquitto", port=m.port, host=m.host))
+            host, _, port = i.url.removeprefix("http://").partition(":")
+            if port_answers(host, int(port or 8086)):
+                _say(f"[demo] using the InfluxDB already answering at {i.url}")
+            else:
+                _status(f"[demo] starting influxd at {i.url} (data in {base_dir}/influxdb) ...")
+                stack.enter_context(influxd(base_dir / "influxdb", port=int(port or 8086), host=host))
+            config_path = base_dir / "demo" / "smartpark.yaml"
+            config_path.parent.mkdir(parents=True, exist_ok=True)
+            config_path.write_text(yaml.safe_dump(json.loads(settings.model_dump_json(exclude_none=True))))
+            try:
+                return asyncio.run(_orchestrate(base_dir, settings, registry, speed, config_path, info_path,
+                                                started_at))
+            except KeyboardInterrupt:
+                return 0
+            finally:
+                _say("[demo] stopped.")
+    except DemoAlreadyRunning as exc:
+        print(f"[demo] {exc}", file=sys.stderr)
+        return 1
+    except ServiceError as exc:
+        print(f"[demo] {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,67 @@
+"""`smartpark`: one command line for every component.
+
+Each component owns its sub-command (`<package>/cli.py`, a typer app); this module only mounts them, so
+`smartpark edge --config gw.yaml`, `smartpark ingest`, `smartpark analytics`, `smartpark api` and
+`smartpark simulate ...` each run one component on its own, as in production.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from analytics.cli import app as analytics_app
+from api.cli import app as api_app
+from edge_agent.cli import app as edge_app
+from ingest.cli import app as ingest_app
+from parkmodel.registry import DEFAULT_REGISTRY, RegistryError, load_registry
+from simulators.cli import app as simulate_app
+
+app = typer.Typer(
+    name="smartpark",
+    help="SmartPark: smart industrial-park monitoring (edge + cloud). 智慧园区监测平台。",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(edge_app, name="edge", help="Edge agent: poll Modbus devices, publish over MQTT.")
+app.add_typer(ingest_app, name="ingest", help="Ingest: MQTT telemetry into InfluxDB.")
+app.add_typer(analytics_app, name="analytics", help="Analytics: live KPIs, energy, new-energy ratio.")
+app.add_typer(api_app, name="api", help="API and dashboard.")
+app.add_typer(simulate_app, name="simulate", help="Simulated Modbus devices for demos and tests.")
+
+registry_app = typer.Typer(help="Park registry: parks, enterprises, gateways, devices.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("check")
+def registry_check(path: Annotated[Path, typer.Argument(help="registry YAML file")] = DEFAULT_REGISTRY) -> None:
+    """Validate a registry file and summarise it."""
+    try:
+        reg = load_registry(path)
+    except RegistryError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    devices = list(reg.devices())
+    enterprises = sum(len(p.enterprises) for p in reg.parks)
+    typer.echo(f"{path}: ok — {len(reg.parks)} parks, {enterprises} enterprises, {len(devices)} devices")
+
+
+@app.command()
+def demo(
+    base_dir: Annotated[Path, typer.Option(help="folder for data, configs and logs")] = Path("var"),
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
+) -> None:
+    """Start the whole platform locally with simulated devices (what `make demo` runs)."""
+    from deploy.demo import run_demo
+
+    raise typer.Exit(run_demo(base_dir=base_dir, speed=speed))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
