@@ -8,7 +8,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := mosquitto influxdb socat chromium chromium-driver poppler-utils
+DEB_PACKAGES := mosquitto influxdb socat chromium chromium-driver fonts-wqy-microhei poppler-utils
+
 
 .PHONY: demo test lint bench setup system-deps venv clean
 
@@ -29,8 +30,8 @@ setup: system-deps venv
 # Install only what is missing; the package lists are refreshed once, before the first install.
 system-deps:
 	@missing=""; \
-	for bin in mosquitto:mosquitto influxd:influxdb socat:socat chromium:chromium chromedriver:chromium-driver pdftoppm:poppler-utils; do \
-	  command -v $${bin%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${bin%%:*} ] || missing="$$missing $${bin##*:}"; \
+	for pkg in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -7,6 +7,8 @@ waits until the service answers and stops it (and only it) on exit.
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -88,8 +90,10 @@ def _wait(check: callable, what: str, proc: subprocess.Popen[bytes], log: Path, 
 
 
 def mosquitto_config(port: int, data_dir: Path, host: str = "127.0.0.1", extra: str = "") -> str:
+    # Started as root, mosquitto drops to the `mosquitto` user, which cannot write our persistence folder.
+    user = f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
     return (
-        f"listener {port} {host}\n"
+        user + f"listener {port} {host}\n"
         "allow_anonymous true\n"
         "persistence true\n"
         f"persistence_location {data_dir}/\n"

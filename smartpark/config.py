@@ -50,6 +50,7 @@ class AnalyticsSettings(_Section):
     group: str = Field(default="analytics", pattern=r"^[a-z0-9_-]+$")
     client_id: str = Field(default="analytics-1", pattern=r"^[A-Za-z0-9_-]+$")
     publish_interval_s: float = Field(default=2.0, gt=0, le=5)
+    factors_file: Path | None = Field(default=None, description="tce/CO2 coefficients (default: analytics/data/factors.yaml)")
 
 
 class ApiSettings(_Section):

@@ -1,0 +1,385 @@
+"""Pure numba kernels over columnar arrays: energy from counters and from power, windows, demand.
+
+Every kernel takes plain numpy arrays and returns plain numpy arrays; no I/O, no Python objects, so
+the same code runs on a micro-batch of live telemetry and on a day of history read back from InfluxDB.
+
+Conventions shared by all kernels:
+
+- A *series* is one quantity of one device (e.g. the `energy_import_kwh` counter of meter 17), named by
+  a dense integer id `sid` in `0..n_series-1`; per-series state lives in arrays indexed by `sid`.
+- Timestamps are epoch milliseconds (int64).
+- A *step* is the interval `(t0, t1]` between two consecutive readings of a series and the energy
+  measured (counter difference) or integrated (trapezoid of power) over it.
+- Windows (1-min, 15-min, hourly, daily) are aligned to Beijing time (UTC+8), whatever the server's
+  time zone: bucket `k` of width `w` covers `[k*w - 8h, (k+1)*w - 8h)` in epoch ms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Beijing time is UTC+8 all year (no daylight saving time since 1991).
+BEIJING_OFFSET_MS = 8 * 3600 * 1000
+MINUTE_MS = 60_000
+QUARTER_MS = 15 * MINUTE_MS
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+# Quality of a step or of a window, ordered so that a window takes the highest of its steps.
+#: nothing covers the interval
+MISSING = 0
+#: energy integrated from instantaneous power (no counter exists)
+INTEGRATED = 1
+#: energy from a cumulative counter
+MEASURED = 2
+#: energy from a counter across a gap longer than `max_gap_ms`: known in total, but not how it is
+#: spread over the gap, so it is booked whole in the window where the gap ends (see `bucket_steps`)
+GAP = 3
+
+#: A counter falling to at most this fraction of its previous value is a reset (meter replaced or
+#: cleared); a smaller drop is measurement noise of a float register and is ignored.
+RESET_FRACTION = 0.5
+
+
+@njit(cache=True)
+def sort_dedupe(sid: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Order points by (series, time), dropping duplicates.
+
+    A redelivered point (same series, same ts) replaces the earlier arrival, as writes to the
+    database do, so the last arrival of each `(sid, ts)` is kept.
+
+    Args:
+        sid: series id per point (int64).
+        ts: timestamp per point (int64, ms).
+
+    Returns:
+        Indices into the inputs (int64), sorted by `(sid, ts)`, one per distinct `(sid, ts)`.
+    """
+    by_ts = np.argsort(ts, kind="mergesort")
+    order = by_ts[np.argsort(sid[by_ts], kind="mergesort")]  # stable: arrival order kept within ties
+    n = order.shape[0]
+    keep = np.ones(n, dtype=np.bool_)
+    for i in range(n - 1):
+        a = order[i]
+        b = order[i + 1]
+        if sid[a] == sid[b] and ts[a] == ts[b]:
+            keep[i] = False
+    return order[keep]
+
+
+@njit(cache=True)
+def counter_steps(
+    sid: np.ndarray,
+    ts: np.ndarray,
+    value: np.ndarray,
+    modulus: np.ndarray,
+    max_gap_ms: int,
+    anchor_value: np.ndarray,
+    anchor_ts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energy per step from cumulative counters, with resets, rollovers and gaps.
+
+    Points must be sorted by `(sid, ts)` without duplicates (`sort_dedupe`). Each series continues
+    from its anchor (the last reading taken into account), so consecutive micro-batches chain;
+    the anchors are updated in place.
+
+    - rise: the difference.
+    - 32-bit rollover: the value drops by more than half the series' `modulus` (2^32 × scale of a
+      uint32 register, 0 = cannot roll over): the modulus is added back.
+    - reset (meter replaced): the value drops to at most `RESET_FRACTION` of the previous one: the
+      new value counts from 0.
+    - any smaller drop is noise: no energy, and the anchor keeps the higher value so the rise back
+      is not counted twice.
+    - a point not newer than the anchor (late or already counted) adds nothing.
+    - a step longer than `max_gap_ms` is flagged `GAP`.
+
+    Args:
+        sid: series id per point.
+        ts: timestamp per point (ms).
+        value: counter reading per point.
+        modulus: per series, the value at which the register wraps (0: none).
+        max_gap_ms: longest step still considered continuous.
+        anchor_value: per series, last reading (NaN: none yet); updated.
+        anchor_ts: per series, time of the last reading; updated.
+
+    Returns:
+        `(t0, delta, quality)` per point: the step `(t0, ts[i]]`, its energy, and `MEASURED`,
+        `GAP`, or `MISSING` for a point that only sets the anchor.
+    """
+    n = ts.shape[0]
+    t0 = ts.copy()
+    delta = np.zeros(n)
+    quality = np.zeros(n, dtype=np.int8)
+    for i in range(n):
+        s = sid[i]
+        v = value[i]
+        t = ts[i]
+        a = anchor_value[s]
+        at = anchor_ts[s]
+        if np.isnan(a):
+            anchor_value[s] = v
+            anchor_ts[s] = t
+            continue
+        if t <= at:
+            continue
+        d = v - a
+        if d < 0.0:
+            m = modulus[s]
+            if m > 0.0 and -d > 0.5 * m:
+                d += m
+            elif v <= RESET_FRACTION * a:
+                d = v
+            else:
+                anchor_ts[s] = t  # noise: keep the higher value as reference
+                continue
+        t0[i] = at
+        delta[i] = d
+        quality[i] = GAP if t - at > max_gap_ms else MEASURED
+        anchor_value[s] = v
+        anchor_ts[s] = t
+    return t0, delta, quality
+
+
+@njit(cache=True)
+def power_steps(
+    sid: np.ndarray,
+    ts: np.ndarray,
+    power_kw: np.ndarray,
+    max_gap_ms: int,
+    anchor_power: np.ndarray,
+    anchor_ts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energy per step by trapezoidal integration of power, for series without a counter.
+
+    Points must be sorted by `(sid, ts)` without duplicates. A step longer than `max_gap_ms`
+    integrates nothing (`MISSING`): the power in between is unknown. Anchors chain micro-batches.
+
+    Args:
+        sid: series id per point.
+        ts: timestamp per point (ms).
+        power_kw: power per point (already oriented and clipped by the caller, e.g. import ≥ 0).
+        max_gap_ms: longest step that is integrated.
+        anchor_power: per series, last power (NaN: none yet); updated.
+        anchor_ts: per series, time of the last power; updated.
+
+    Returns:
+        `(t0, delta_kwh, quality)` per point, quality `INTEGRATED` or `MISSING`.
+    """
+    n = ts.shape[0]
+    t0 = ts.copy()
+    delta = np.zeros(n)
+    quality = np.zeros(n, dtype=np.int8)
+    for i in range(n):
+        s = sid[i]
+        p = power_kw[i]
+        t = ts[i]
+        a = anchor_power[s]
+        at = anchor_ts[s]
+        if not np.isnan(a) and t <= at:
+            continue
+        anchor_power[s] = p
+        anchor_ts[s] = t
+        if np.isnan(a):
+            continue
+        t0[i] = at
+        if t - at <= max_gap_ms:
+            delta[i] = 0.5 * (a + p) * (t - at) / HOUR_MS
+            quality[i] = INTEGRATED
+    return t0, delta, quality
+
+
+@njit(cache=True)
+def bucket_of(ts: np.ndarray, width_ms: int) -> np.ndarray:
+    """Index of the Beijing-aligned window of width `width_ms` holding each timestamp.
+
+    Args:
+        ts: timestamps (ms).
+        width_ms: window width; a divisor of a day (1 min, 15 min, 1 h, 1 day).
+    """
+    return (ts + BEIJING_OFFSET_MS) // width_ms
+
+
+@njit(cache=True)
+def bucket_start_ms(index: np.ndarray, width_ms: int) -> np.ndarray:
+    """Epoch ms at which Beijing-aligned window `index` of width `width_ms` starts."""
+    return index * width_ms - BEIJING_OFFSET_MS
+
+
+@njit(cache=True)
+def bucket_steps(
+    sid: np.ndarray,
+    t0: np.ndarray,
+    t1: np.ndarray,
+    delta: np.ndarray,
+    quality: np.ndarray,
+    n_series: int,
+    first_bucket: int,
+    n_buckets: int,
+    width_ms: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Spread steps over Beijing-aligned windows.
+
+    A continuous step (`MEASURED`, `INTEGRATED`) crossing window edges is shared in proportion to
+    time (it is short, so the power is near constant). A `GAP` step that lies inside one window
+    belongs to it entirely (the window's energy is exact); one that spans windows is booked whole in
+    the window where the gap ends, flagged `GAP`, and `span_first` says where the gap began: no
+    energy is invented for the windows in between, which stay `MISSING`.
+
+    Args:
+        sid, t0, t1, delta, quality: steps, as returned by `counter_steps` / `power_steps`.
+        n_series: number of series (rows of the result).
+        first_bucket: index (`bucket_of`) of the first window.
+        n_buckets: number of windows (columns of the result); steps outside are ignored.
+        width_ms: window width.
+
+    Returns:
+        `(energy, quality, covered_ms, span_first)`, each `(n_series, n_buckets)`: energy, the
+        highest quality of the steps in the window, the time covered by continuous steps, and the
+        index (column) of the first window of the interval whose energy is booked in the window.
+    """
+    energy = np.zeros((n_series, n_buckets))
+    qual = np.zeros((n_series, n_buckets), dtype=np.int8)
+    covered = np.zeros((n_series, n_buckets))
+    span_first = np.empty((n_series, n_buckets), dtype=np.int64)
+    for s in range(n_series):
+        for b in range(n_buckets):
+            span_first[s, b] = b
+    for i in range(t1.shape[0]):
+        q = quality[i]
+        if q == MISSING:
+            continue
+        s = sid[i]
+        a = t0[i]
+        z = t1[i]
+        b0 = (a + BEIJING_OFFSET_MS) // width_ms - first_bucket
+        b1 = (z - 1 + BEIJING_OFFSET_MS) // width_ms - first_bucket
+        if q == GAP and b0 != b1:
+            if 0 <= b1 < n_buckets:
+                energy[s, b1] += delta[i]
+                qual[s, b1] = GAP
+                span_first[s, b1] = min(span_first[s, b1], b0)
+            continue
+        # A gap inside a single window counts like a measured step: its energy is exact there.
+        if q == GAP:
+            q = MEASURED
+        dt = z - a
+        lo = max(b0, 0)
+        hi = min(b1, n_buckets - 1)
+        for b in range(lo, hi + 1):
+            start = (first_bucket + b) * width_ms - BEIJING_OFFSET_MS
+            overlap = min(z, start + width_ms) - max(a, start)
+            if overlap <= 0:
+                continue
+            energy[s, b] += delta[i] * overlap / dt
+            covered[s, b] += overlap
+            if q > qual[s, b]:
+                qual[s, b] = q
+    return energy, qual, covered, span_first
+
+
+@njit(cache=True)
+def window_total(
+    sid: np.ndarray,
+    t0: np.ndarray,
+    t1: np.ndarray,
+    delta: np.ndarray,
+    quality: np.ndarray,
+    window_start: int,
+    window_end: int,
+    total: np.ndarray,
+) -> int:
+    """Add to `total[sid]` the energy of the steps that falls in `[window_start, window_end)`.
+
+    The live "today" figures use this: continuous steps crossing an edge count in proportion, a gap
+    counts only when it lies wholly inside the window (how much of an overnight outage's energy
+    belongs to today is unknown, and a restart's catch-up from the day's first reading would not
+    count it either).
+
+    Args:
+        sid, t0, t1, delta, quality: steps.
+        window_start: start (ms, inclusive).
+        window_end: end (ms, exclusive).
+        total: per-series totals; updated in place.
+
+    Returns:
+        The number of gap steps left out because they cross the window's edge.
+    """
+    left_out = 0
+    for i in range(t1.shape[0]):
+        q = quality[i]
+        if q == MISSING:
+            continue
+        a = t0[i]
+        z = t1[i]
+        if z <= window_start or a >= window_end:
+            continue
+        if q == GAP:
+            if a >= window_start and z <= window_end:
+                total[sid[i]] += delta[i]
+            else:
+                left_out += 1
+            continue
+        overlap = min(z, window_end) - max(a, window_start)
+        total[sid[i]] += delta[i] * overlap / (z - a)
+    return left_out
+
+
+@njit(cache=True)
+def demand_kw(energy_kwh: np.ndarray, covered_ms: np.ndarray, quality: np.ndarray, width_ms: int,
+              min_coverage: float) -> np.ndarray:
+    """Average power (demand) per window, e.g. the 15-minute demand of a tariff meter.
+
+    The average over the covered part of the window; NaN where less than `min_coverage` of the
+    window is covered or the window holds a gap's energy (whose spread in time is unknown).
+
+    Args:
+        energy_kwh: energy per window, `(n_series, n_buckets)`.
+        covered_ms: time covered by continuous steps per window.
+        quality: quality per window.
+        width_ms: window width.
+        min_coverage: fraction of the window that must be covered (0..1).
+    """
+    out = np.full(energy_kwh.shape, np.nan)
+    for s in range(energy_kwh.shape[0]):
+        for b in range(energy_kwh.shape[1]):
+            c = covered_ms[s, b]
+            if quality[s, b] == GAP or c <= 0 or c < min_coverage * width_ms:
+                continue
+            out[s, b] = energy_kwh[s, b] * HOUR_MS / c
+    return out
+
+
+@njit(cache=True)
+def max_demand(demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The maximum demand per series and the window where it occurred (-1 and NaN if none)."""
+    n_series, n_buckets = demand.shape
+    peak = np.full(n_series, np.nan)
+    where = np.full(n_series, -1, dtype=np.int64)
+    for s in range(n_series):
+        for b in range(n_buckets):
+            d = demand[s, b]
+            if not np.isnan(d) and (where[s] < 0 or d > peak[s]):
+                peak[s] = d
+                where[s] = b
+    return peak, where
+
+
+@njit(cache=True)
+def latest_values(
+    idx: np.ndarray, ts: np.ndarray, value: np.ndarray, last_value: np.ndarray, last_ts: np.ndarray
+) -> None:
+    """Keep, per index, the value with the newest timestamp (ties: the later arrival).
+
+    Args:
+        idx: slot per point (e.g. device index).
+        ts: timestamp per point (ms).
+        value: value per point.
+        last_value: per slot, current value; updated in place.
+        last_ts: per slot, its timestamp (int64 min: none); updated in place.
+    """
+    for i in range(idx.shape[0]):
+        k = idx[i]
+        if ts[i] >= last_ts[k]:
+            last_ts[k] = ts[i]
+            last_value[k] = value[i]

@@ -1,0 +1,1 @@
+"""One module per resource, each declaring an `APIRouter`; `api.main` collects them."""

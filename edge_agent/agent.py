@@ -1,0 +1,133 @@
+"""The edge agent of one gateway: device coordinators -> store-and-forward queue -> MQTT publisher.
+
+    async with EdgeAgent(config) as agent:
+        ...                      # polling and publishing run in the background
+    await run_agent(config)      # the same, until cancelled
+
+Set-up and tear-down mirror each other: `__aenter__` opens the store, the Modbus links, the publisher
+and starts one named task per device; `__aexit__` stops the pollers, says "offline", disconnects,
+closes the links and the store. Readings are on disk before anything is published, so a stop at any
+moment loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from types import TracebackType
+from typing import Self
+
+from edge_agent.config import GatewayConfig
+from edge_agent.metrics import STORE_DEPTH, STORE_DROPPED
+from edge_agent.poller import DeviceCoordinator, DeviceHealth, Reading
+from edge_agent.publisher import MqttPublisher
+from edge_agent.store import Kind, ReadingStore
+from edge_agent.transport import ModbusLink, make_link
+from parkmodel.codec import CONTRACT_VERSION, DeviceStatus, GatewayStatus
+
+__all__ = ["EdgeAgent", "run_agent"]
+
+log = logging.getLogger(__name__)
+
+
+class EdgeAgent:
+    """Polls the devices of one gateway and publishes their readings (contract v1).
+
+    Args:
+        config: the validated gateway config.
+    """
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.store: ReadingStore | None = None
+        self.publisher: MqttPublisher | None = None
+        self.links: dict[tuple[str, str], ModbusLink] = {}
+        self.coordinators: dict[str, DeviceCoordinator] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        cfg = self.config
+        store = ReadingStore(cfg.store.path, cfg.store.max_rows)
+        self.store = store
+        self._stack.callback(store.close)
+        self._dropped_seen = store.dropped
+        timeouts: dict[tuple[str, str], float] = {}
+        for d in cfg.devices:
+            key = d.transport.link_key
+            timeouts[key] = max(timeouts.get(key, 0.0), d.timeout_s)
+        for d in cfg.devices:
+            key = d.transport.link_key
+            if key not in self.links:
+                self.links[key] = make_link(d.transport, timeouts[key])
+                self._stack.callback(self.links[key].close)
+            self.coordinators[d.id] = DeviceCoordinator(d, d.template_map, self.links[key], self)
+        self.publisher = await self._stack.enter_async_context(MqttPublisher(cfg, store, self.status))
+        for device_id, coordinator in self.coordinators.items():
+            self._tasks.append(asyncio.create_task(coordinator.run(), name=f"poll-{device_id}"))
+        self._stack.push_async_callback(self._stop_pollers)
+        log.info("edge agent started", extra={"gateway": cfg.gateway, "devices": len(cfg.devices)})
+
+    async def _stop_pollers(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._stack.aclose()
+        log.info("edge agent stopped", extra={"gateway": self.config.gateway})
+
+    # ReadingSink -----------------------------------------------------------------------------------
+    def on_reading(self, reading: Reading) -> None:
+        """Queue the reading (and its events) on disk, then wake the publisher."""
+        store = self.store
+        assert store is not None and self.publisher is not None
+        for event in reading.events:
+            store.append(reading.device, Kind.EVENT, reading.ts_ms,
+                         {"type": event.point, "state": event.state, "input": event.address})
+        if reading.fields:
+            store.append(reading.device, Kind.TELEMETRY, reading.ts_ms, reading.fields)
+        if store.dropped != self._dropped_seen:
+            STORE_DROPPED.labels(self.config.gateway).inc(store.dropped - self._dropped_seen)
+            self._dropped_seen = store.dropped
+        STORE_DEPTH.labels(self.config.gateway).set(store.depth)
+        self.publisher.wake()
+
+    def on_health(self, device: str, health: DeviceHealth) -> None:
+        if self.publisher is not None:
+            self.publisher.status_changed()
+
+    # Introspection ---------------------------------------------------------------------------------
+    def status(self) -> GatewayStatus:
+        """The gateway status as published (retained) on the status topic."""
+        devices = {
+            device_id: DeviceStatus(online=c.health.online, last_ok_ts=c.health.last_ok_ts, error=c.health.error)
+            for device_id, c in self.coordinators.items()
+        }
+        return GatewayStatus(v=CONTRACT_VERSION, state="online", ts=time.time_ns() // 1_000_000, devices=devices)
+
+    @property
+    def store_depth(self) -> int:
+        return self.store.depth if self.store is not None else 0
+
+
+async def run_agent(config: GatewayConfig) -> None:
+    """Run the agent until cancelled (Ctrl-C, SIGTERM via the CLI, or a test's task.cancel()).
+
+    Args:
+        config: the validated gateway config.
+    """
+    async with EdgeAgent(config):
+        await asyncio.Event().wait()
