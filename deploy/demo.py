@@ -24,6 +24,7 @@ import httpx
 import yaml
 
 from deploy.services import ServiceError, influxd, mosquitto, port_answers
+from deploy.stack import gateway_configs
 from parkmodel.registry import Registry, load_registry
 from smartpark.config import ConfigError, Settings, load_settings
 
@@ -82,30 +83,14 @@ def demo_lock(base_dir: Path) -> Any:
 
 
 def write_configs(base_dir: Path, settings: Settings, registry: Registry, layout: dict[str, Any]) -> list[Path]:
-    """One edge config per gateway, from the registry and the simulators' address layout."""
+    """One edge config file per gateway, from the registry and the simulators' address layout."""
     edge_dir = base_dir / "demo" / "edge"
     edge_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for park in registry.parks:
-        for ent in park.enterprises:
-            for gw in ent.gateways:
-                devices = []
-                for dev in gw.devices:
-                    addr = layout[dev.id]
-                    devices.append({
-                        "id": dev.id, "template": dev.template, "interval_s": dev.poll_interval_s, "timeout_s": 1.0,
-                        "transport": {"kind": "tcp", "host": addr["host"], "port": addr["port"],
-                                      "unit_id": addr["unit_id"]},
-                    })
-                cfg = {
-                    "park": park.id, "enterprise": ent.id, "gateway": gw.id,
-                    "mqtt": {"host": settings.mqtt.host, "port": settings.mqtt.port, "client_id": f"edge-{gw.id}"},
-                    "store": {"path": str((edge_dir / f"{gw.id}.sqlite").resolve())},
-                    "devices": devices,
-                }
-                path = edge_dir / f"{gw.id}.yaml"
-                path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
-                paths.append(path)
+    for cfg in gateway_configs(registry, settings, layout, edge_dir):
+        path = edge_dir / f"{cfg['gateway']}.yaml"
+        path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+        paths.append(path)
     return paths
 
 

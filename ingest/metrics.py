@@ -33,7 +33,9 @@ class IngestMetrics:
                                        buckets=_LATENCY_BUCKETS, registry=r)
         self.in_flight = Gauge("ingest_in_flight_messages", "messages received and not yet acknowledged",
                                registry=r)
-        self.reconnects = Counter("ingest_mqtt_reconnects", "MQTT connections lost and re-established", registry=r)
+        self.connections_lost = Counter("ingest_mqtt_connections_lost", "MQTT connections lost", registry=r)
+        self.sessions = Counter("ingest_mqtt_sessions", "MQTT sessions started (connected and subscribed)",
+                                registry=r)
 
     def stats(self) -> dict[str, Any]:
         """A plain snapshot: totals, rejects by reason, latency count and sum."""
@@ -47,7 +49,8 @@ class IngestMetrics:
                 elif name == "ingest_rejected_total":
                     snapshot["rejected"][labels["reason"]] = value
                 elif name in ("ingest_points_written_total", "ingest_batches_written_total",
-                              "ingest_write_retries_total", "ingest_mqtt_reconnects_total"):
+                              "ingest_write_retries_total", "ingest_mqtt_connections_lost_total",
+                              "ingest_mqtt_sessions_total"):
                     snapshot[name.removeprefix("ingest_").removesuffix("_total")] = value
                 elif name == "ingest_in_flight_messages":
                     snapshot["in_flight"] = value

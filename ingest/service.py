@@ -176,6 +176,7 @@ class IngestService:
                     async with client:
                         await client.subscribe(subscriptions(self.settings.ingest.group))
                         log.info("ingest %s subscribed (group %s)", self.client_id, self.settings.ingest.group)
+                        self.metrics.sessions.inc()
                         self._subscribed.set()
                         attempt = 0
                         await self._session(client, writer)
@@ -183,7 +184,7 @@ class IngestService:
                     lost = group.exceptions[0]
                 if lost is None:
                     return
-                self.metrics.reconnects.inc()
+                self.metrics.connections_lost.inc()
                 self.metrics.in_flight.set(0)
                 delay = backoff_delay(attempt, RECONNECT_BASE_S, RECONNECT_MAX_S)
                 attempt += 1
