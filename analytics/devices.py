@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.registermap import DataType, TemplateError, load_template
+from parkmodel.points import POINTS
 from parkmodel.registry import Registry, Role
 
 #: Cumulative counters analytics turns into energy, in series order within a device.
@@ -20,7 +21,15 @@ N_COUNTERS = len(COUNTER_FIELDS)
 #: Field code of `active_power_kw`; any other field is `F_OTHER` (it only shows the device is alive).
 F_POWER = N_COUNTERS
 F_OTHER = N_COUNTERS + 1
-FIELD_CODES: dict[str, int] = {name: i for i, name in enumerate(COUNTER_FIELDS)} | {"active_power_kw": F_POWER}
+#: Every field of the point dictionary, counters and power first; codes from `F_OTHER` on only show a device is
+#: alive. `F_UNKNOWN` marks a name outside the dictionary (the message is rejected).
+ALL_FIELDS: tuple[str, ...] = (*COUNTER_FIELDS, "active_power_kw",
+                               *sorted(set(POINTS) - {*COUNTER_FIELDS, "active_power_kw"}))
+FIELD_CODES: dict[str, int] = {name: i for i, name in enumerate(ALL_FIELDS)}
+F_UNKNOWN = -1
+#: Plausible range per field code (parkmodel.points), for vectorised validation of decoded batches.
+FIELD_LOW = np.array([POINTS[name].low for name in ALL_FIELDS], dtype=np.float64)
+FIELD_HIGH = np.array([POINTS[name].high for name in ALL_FIELDS], dtype=np.float64)
 
 ROLES: tuple[Role, ...] = tuple(Role)
 ROLE_CODES: dict[Role, int] = {role: i for i, role in enumerate(ROLES)}
@@ -48,6 +57,11 @@ class DeviceIndex:
         integrate: per counter series, True where the device has no such counter but reports power,
             so the energy is integrated from `active_power_kw`.
         power_sign: per device, +1 if positive power is import (meters), -1 if it is export (sources).
+        position: device index per device id.
+        demand_row: per counter series, its row among the demand series (grid meters' import
+            counters, whose 15-minute averages are the enterprise's demand), -1 for the others.
+        demand_enterprise: enterprise index per demand row.
+        contracted_kw: contracted capacity per enterprise (NaN where the registry has none).
     """
 
     device_ids: tuple[str, ...]
@@ -61,6 +75,13 @@ class DeviceIndex:
     integrate: np.ndarray
     power_sign: np.ndarray
     position: dict[str, int]
+    demand_row: np.ndarray
+    demand_enterprise: np.ndarray
+    contracted_kw: np.ndarray
+
+    @property
+    def n_demand(self) -> int:
+        return int(self.demand_enterprise.shape[0])
 
     @property
     def n_devices(self) -> int:
@@ -91,12 +112,14 @@ def build_index(registry: Registry) -> DeviceIndex:
     modulus: list[float] = []
     integrate: list[bool] = []
     sign: list[int] = []
+    contracted: list[float] = []
     for p_i, park in enumerate(registry.parks):
         park_ids.append(park.id)
         for ent in park.enterprises:
             e_i = len(ent_ids)
             ent_ids.append(ent.id)
             ent_park.append(p_i)
+            contracted.append(float(ent.contracted_capacity_kw or np.nan))
             for gw in ent.gateways:
                 for dev in gw.devices:
                     dev_ids.append(dev.id)
@@ -107,9 +130,13 @@ def build_index(registry: Registry) -> DeviceIndex:
                     mods, integ = _series_of(dev.template, dev.role)
                     modulus.extend(mods)
                     integrate.extend(integ)
+    role_arr = np.asarray(role, dtype=np.int64)
+    demand_row = np.full(len(dev_ids) * N_COUNTERS, -1, dtype=np.int64)
+    grid_devices = np.flatnonzero(role_arr == ROLE_CODES[Role.GRID_METER])
+    demand_row[grid_devices * N_COUNTERS + F_IMPORT] = np.arange(grid_devices.shape[0])
     return DeviceIndex(
         device_ids=tuple(dev_ids),
-        role=np.asarray(role, dtype=np.int64),
+        role=role_arr,
         enterprise=np.asarray(ent_of, dtype=np.int64),
         park=np.asarray(park_of, dtype=np.int64),
         enterprise_ids=tuple(ent_ids),
@@ -119,6 +146,9 @@ def build_index(registry: Registry) -> DeviceIndex:
         integrate=np.asarray(integrate, dtype=np.bool_),
         power_sign=np.asarray(sign, dtype=np.int64),
         position={d: i for i, d in enumerate(dev_ids)},
+        demand_row=demand_row,
+        demand_enterprise=np.asarray(ent_of, dtype=np.int64)[grid_devices],
+        contracted_kw=np.asarray(contracted, dtype=np.float64),
     )
 
 

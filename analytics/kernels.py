@@ -383,3 +383,148 @@ def latest_values(
         if ts[i] >= last_ts[k]:
             last_ts[k] = ts[i]
             last_value[k] = value[i]
+
+
+@njit(cache=True)
+def add_to_buckets(
+    sid: np.ndarray,
+    t0: np.ndarray,
+    t1: np.ndarray,
+    delta: np.ndarray,
+    quality: np.ndarray,
+    row_of: np.ndarray,
+    first_bucket: int,
+    width_ms: int,
+    energy: np.ndarray,
+    covered: np.ndarray,
+    qual: np.ndarray,
+) -> int:
+    """Add steps into preallocated Beijing-aligned windows, in place (the streaming form of `bucket_steps`).
+
+    Same booking rules as `bucket_steps`: continuous steps shared by time, a gap inside one window
+    counts there, a gap spanning windows is booked whole in the window where it ends (flagged `GAP`).
+
+    Args:
+        sid, t0, t1, delta, quality: steps.
+        row_of: per series, its row in the arrays (-1: the series is not kept).
+        first_bucket: `bucket_of` index of column 0.
+        width_ms: window width.
+        energy: `(rows, n_buckets)` energy; updated.
+        covered: `(rows, n_buckets)` time covered by continuous steps (ms); updated.
+        qual: `(rows, n_buckets)` highest quality; updated.
+
+    Returns:
+        The number of steps (or parts of steps) that fell outside the columns and were dropped.
+    """
+    n_buckets = energy.shape[1]
+    dropped = 0
+    for i in range(t1.shape[0]):
+        q = quality[i]
+        if q == MISSING:
+            continue
+        r = row_of[sid[i]]
+        if r < 0:
+            continue
+        a = t0[i]
+        z = t1[i]
+        b0 = (a + BEIJING_OFFSET_MS) // width_ms - first_bucket
+        b1 = (z - 1 + BEIJING_OFFSET_MS) // width_ms - first_bucket
+        if q == GAP and b0 != b1:
+            if 0 <= b1 < n_buckets:
+                energy[r, b1] += delta[i]
+                qual[r, b1] = GAP
+            else:
+                dropped += 1
+            continue
+        if q == GAP:
+            q = MEASURED
+        if b0 < 0 or b1 >= n_buckets:
+            dropped += 1
+        dt = z - a
+        lo = max(b0, 0)
+        hi = min(b1, n_buckets - 1)
+        for b in range(lo, hi + 1):
+            start = (first_bucket + b) * width_ms - BEIJING_OFFSET_MS
+            overlap = min(z, start + width_ms) - max(a, start)
+            if overlap <= 0:
+                continue
+            energy[r, b] += delta[i] * overlap / dt
+            covered[r, b] += overlap
+            if q > qual[r, b] and qual[r, b] != GAP:
+                qual[r, b] = q
+    return dropped
+
+
+@njit(cache=True)
+def group_demand(demand: np.ndarray, group_of_row: np.ndarray, n_groups: int) -> np.ndarray:
+    """Coincident demand of groups (enterprise, park): the sum of their rows' demand per window.
+
+    A window where any member row has no demand (NaN: incomplete, or a gap) has none for the group:
+    a sum over part of the meters would understate it.
+
+    Args:
+        demand: `(rows, n_buckets)` demand per row (NaN: unknown).
+        group_of_row: group index per row.
+        n_groups: number of groups.
+    """
+    out = np.zeros((n_groups, demand.shape[1]))
+    has = np.zeros(n_groups, dtype=np.bool_)
+    for r in range(demand.shape[0]):
+        g = group_of_row[r]
+        has[g] = True
+        for b in range(demand.shape[1]):
+            out[g, b] += demand[r, b]
+    for g in range(n_groups):
+        if not has[g]:
+            out[g, :] = np.nan
+    return out
+
+
+def month_start_ms(now_ms: int) -> int:
+    """Epoch ms of 00:00 Beijing time on the first day of the month holding `now_ms`."""
+    y, m = _beijing_year_month(now_ms)
+    return _beijing_month_start(y, m)
+
+
+def next_month_start_ms(now_ms: int) -> int:
+    """Epoch ms of 00:00 Beijing time on the first day of the month after the one holding `now_ms`."""
+    y, m = _beijing_year_month(now_ms)
+    return _beijing_month_start(y + m // 12, m % 12 + 1)
+
+
+def _beijing_year_month(now_ms: int) -> tuple[int, int]:
+    import datetime as _dt
+
+    t = _dt.datetime.fromtimestamp((now_ms + BEIJING_OFFSET_MS) / 1000, _dt.UTC)
+    return t.year, t.month
+
+
+def _beijing_month_start(year: int, month: int) -> int:
+    import datetime as _dt
+
+    return int(_dt.datetime(year, month, 1, tzinfo=_dt.UTC).timestamp()) * 1000 - BEIJING_OFFSET_MS
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel with the argument types the service uses.
+
+    Call it in a worker thread before the first batch, so compilation never stalls the event loop.
+    """
+    i64, f64, i8 = np.int64, np.float64, np.int8
+    sid = np.zeros(2, dtype=i64)
+    ts = np.array([0, MINUTE_MS], dtype=i64)
+    v = np.array([1.0, 2.0])
+    order = sort_dedupe(sid, ts)
+    anchor, anchor_ts = np.full(1, np.nan), np.zeros(1, dtype=i64)
+    t0, d, q = counter_steps(sid[order], ts[order], v[order], np.zeros(1), MINUTE_MS, anchor, anchor_ts)
+    power_steps(sid, ts, v, MINUTE_MS, np.full(1, np.nan), np.zeros(1, dtype=i64))
+    bucket_steps(sid, t0, ts, d, q, 1, 0, 1, HOUR_MS)
+    window_total(sid, t0, ts, d, q, 0, DAY_MS, np.zeros(1))
+    e, c, qq = np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2), dtype=i8)
+    add_to_buckets(sid, t0, ts, d, q, np.zeros(1, dtype=i64), 0, HOUR_MS, e, c, qq)
+    dem = demand_kw(e, c, qq, QUARTER_MS, 0.9)
+    max_demand(dem)
+    group_demand(dem, np.zeros(1, dtype=i64), 1)
+    latest_values(sid, ts, v.astype(f64), np.zeros(1), np.zeros(1, dtype=i64))
+    bucket_of(ts, HOUR_MS)
+    bucket_start_ms(ts, HOUR_MS)

@@ -6,6 +6,7 @@ Clients branch on `code`, people read `message`; the HTTP status follows the cod
 from __future__ import annotations
 
 from enum import StrEnum
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,10 +14,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+log = logging.getLogger(__name__)
+
 
 class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     INVALID_REQUEST = "invalid_request"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    CONFLICT = "conflict"
+    RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     UPSTREAM_ERROR = "upstream_error"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -26,6 +33,10 @@ class ErrorCode(StrEnum):
 STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.INVALID_REQUEST: 422,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.UPSTREAM_ERROR: 502,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
@@ -42,11 +53,13 @@ class ApiError(Exception):
         details: optional structured details (e.g. which parameter).
     """
 
-    def __init__(self, code: ErrorCode, message: str, details: Any = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, details: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers
 
     @property
     def status(self) -> int:
@@ -55,6 +68,14 @@ class ApiError(Exception):
 
 def not_found(what: str, ident: str) -> ApiError:
     return ApiError(ErrorCode.NOT_FOUND, f"{what} {ident!r} is not in the registry")
+
+
+def unauthorized(message: str = "sign in or send an API key: Authorization: Bearer <token or key>") -> ApiError:
+    return ApiError(ErrorCode.UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(ErrorCode.FORBIDDEN, message)
 
 
 def invalid(message: str, param: str | None = None) -> ApiError:
@@ -68,13 +89,14 @@ def error_body(code: ErrorCode, message: str, details: Any = None) -> dict[str, 
     return {"error": err}
 
 
-def _response(code: ErrorCode, message: str, details: Any = None, status: int | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message, details), status_code=status or STATUS[code])
+def _response(code: ErrorCode, message: str, details: Any = None, status: int | None = None,
+              headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status or STATUS[code], headers=headers)
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return _response(exc.code, exc.message, exc.details)
+    return _response(exc.code, exc.message, exc.details, headers=exc.headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -90,14 +112,22 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 422: ErrorCode.INVALID_REQUEST,
+    code = {400: ErrorCode.INVALID_REQUEST, 401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN,
+            404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 409: ErrorCode.CONFLICT,
+            422: ErrorCode.INVALID_REQUEST, 429: ErrorCode.RATE_LIMITED,
             503: ErrorCode.UNAVAILABLE}.get(exc.status_code, ErrorCode.INTERNAL)
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
     return _response(code, message, status=exc.status_code)
 
 
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return _response(ErrorCode.INTERNAL, "internal error; see the server log")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error through the one JSON shape."""
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
