@@ -31,6 +31,9 @@ KPI_KEYS: tuple[str, ...] = (
     "steam_today_t", "water_today_m3", "devices_reporting", "devices_total",
     # Carbon extension (analytics.factors): tce in t, CO2 in kg, intensity in tCO2/tce (null without energy).
     "tce_today", "co2_today_kg", "co2_scope1_today_kg", "co2_scope2_today_kg", "carbon_intensity_tco2_per_tce",
+    # Demand extension: last complete 15-minute window's average grid import, the month's maximum of it
+    # (both coincident over the group's grid meters; null until known), and the registry's contracted capacity.
+    "demand_15min_kw", "max_demand_month_kw", "contracted_capacity_kw",
 )
 # Quantities summed over devices (everything else is derived from them).
 _SUMMED: tuple[str, ...] = (
@@ -38,6 +41,29 @@ _SUMMED: tuple[str, ...] = (
     "grid_import_today_kwh", "grid_export_today_kwh", "generation_today_kwh", "green_supply_today_kwh",
     "gas_today_m3", "steam_today_t", "water_today_m3", "devices_reporting", "devices_total",
 )
+
+
+def energy_quantities(index: DeviceIndex, energy: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-device contributions of a window's energy to the summed day quantities (any window: the
+    keys keep their `_today_` names so `derive` serves live KPIs and stored windows alike).
+
+    Args:
+        index: the device index.
+        energy: `(n_devices, N_COUNTERS)` energy of the window per counter field.
+    """
+    grid = index.has_role(Role.GRID_METER)
+    green = index.has_role(Role.GREEN_SUPPLY)
+    generation = index.has_role(Role.PV, Role.WIND)
+    zero = np.zeros(index.n_devices)
+    return {
+        "grid_import_today_kwh": np.where(grid, energy[:, F_IMPORT], zero),
+        "grid_export_today_kwh": np.where(grid, energy[:, F_EXPORT], zero),
+        "generation_today_kwh": np.where(generation, energy[:, F_EXPORT], zero),
+        "green_supply_today_kwh": np.where(green, energy[:, F_IMPORT], zero),
+        "gas_today_m3": np.where(index.has_role(Role.GAS_METER), energy[:, F_GAS], zero),
+        "steam_today_t": np.where(index.has_role(Role.STEAM_METER), energy[:, F_STEAM], zero),
+        "water_today_m3": np.where(index.has_role(Role.WATER_METER), energy[:, F_WATER], zero),
+    }
 
 
 def device_quantities(index: DeviceIndex, state: StreamState, now_ms: int) -> dict[str, np.ndarray]:
@@ -50,25 +76,16 @@ def device_quantities(index: DeviceIndex, state: StreamState, now_ms: int) -> di
     """
     fresh = state.fresh(now_ms)
     power = np.where(state.power_ts >= now_ms - state.limits.stale_after_ms, state.power_kw, 0.0)
-    today = state.today_by_field()
     grid = index.has_role(Role.GRID_METER)
     green = index.has_role(Role.GREEN_SUPPLY)
-    generation = index.has_role(Role.PV, Role.WIND)
     zero = np.zeros(index.n_devices)
-    return {
+    return energy_quantities(index, state.today_by_field()) | {
         "pv_kw": np.where(index.has_role(Role.PV), power, zero),
         "wind_kw": np.where(index.has_role(Role.WIND), power, zero),
         "grid_import_kw": np.where(grid, np.maximum(power, 0.0), zero),
         "grid_export_kw": np.where(grid, np.maximum(-power, 0.0), zero),
         "green_supply_kw": np.where(green, power, zero),
         "storage_kw": np.where(index.has_role(Role.STORAGE), power, zero),
-        "grid_import_today_kwh": np.where(grid, today[:, F_IMPORT], zero),
-        "grid_export_today_kwh": np.where(grid, today[:, F_EXPORT], zero),
-        "generation_today_kwh": np.where(generation, today[:, F_EXPORT], zero),
-        "green_supply_today_kwh": np.where(green, today[:, F_IMPORT], zero),
-        "gas_today_m3": np.where(index.has_role(Role.GAS_METER), today[:, F_GAS], zero),
-        "steam_today_t": np.where(index.has_role(Role.STEAM_METER), today[:, F_STEAM], zero),
-        "water_today_m3": np.where(index.has_role(Role.WATER_METER), today[:, F_WATER], zero),
         "devices_reporting": fresh.astype(np.float64),
         "devices_total": np.ones(index.n_devices),
     }
@@ -155,6 +172,14 @@ def compute_kpis(index: DeviceIndex, state: StreamState, now_ms: int,
     members = {k: np.bincount(index.enterprise_park, ent[k], minlength=n_park)
                for k in ("renewable_consumed_today_kwh", "net_purchase_today_kwh")}
     park = derive(park_sums, factors, members)
+    ent["demand_15min_kw"], ent["max_demand_month_kw"] = state.demand(now_ms, index.demand_enterprise, n_ent)
+    park["demand_15min_kw"], park["max_demand_month_kw"] = state.demand(
+        now_ms, index.enterprise_park[index.demand_enterprise], n_park)
+    ent["contracted_capacity_kw"] = index.contracted_kw
+    known = ~np.isnan(index.contracted_kw)
+    park_contracted = np.bincount(index.enterprise_park[known], index.contracted_kw[known], minlength=n_park)
+    park["contracted_capacity_kw"] = np.where(
+        np.bincount(index.enterprise_park[known], minlength=n_park) > 0, park_contracted, np.nan)
     out: dict[str, dict[str, Any]] = {
         pid: {"kpi": _to_kpi(park, p), "enterprises": {}} for p, pid in enumerate(index.park_ids)
     }

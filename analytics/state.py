@@ -1,12 +1,19 @@
 """Per-device streaming state in arrays, advanced by micro-batches of decoded telemetry.
 
 Holds, per device: latest active power and when it was read, when the device was last heard; per
-counter series (device × counter field): the anchor reading the next one is compared with, and the
-energy accumulated since 00:00 Beijing time. A new day (00:00 UTC+8) zeroes the day's energy.
+counter series (device × counter field): the anchor reading the next one is compared with, the
+energy since 00:00 Beijing time (today) and since the 1st of the month, and hourly windows of
+yesterday, today and tomorrow; per demand series (grid meters' import counters): 15-minute windows
+of the month. A new day (00:00 UTC+8) zeroes today and closes the day before yesterday, handing its
+hourly windows to `on_day_closed`; a new month zeroes the month.
+
+The live service and the backfill both advance this state with the same kernels, so a day computed
+live and the same day recomputed from InfluxDB are the same numbers (tests/analytics/test_backfill.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +22,30 @@ from analytics import kernels
 from analytics.devices import F_EXPORT, F_IMPORT, F_POWER, N_COUNTERS, DeviceIndex
 
 NO_TS = np.iinfo(np.int64).min
+HOURS_PER_DAY = 24
+#: Hourly columns kept: yesterday (still open to late steps crossing midnight), today, tomorrow (clock skew).
+HOURS_KEPT = 3 * HOURS_PER_DAY
+#: 15-minute columns of the longest month.
+QUARTERS_KEPT = 31 * 96
+#: A 15-minute window counts for demand when at least this share of it is covered (completeness rule).
+DEMAND_MIN_COVERAGE = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedDay:
+    """Hourly windows of one finished day, per counter series.
+
+    Attributes:
+        start_ms: 00:00 Beijing time of the day.
+        energy: `(n_series, 24)` energy per hour.
+        covered_ms: `(n_series, 24)` time covered by continuous steps.
+        quality: `(n_series, 24)` highest step quality (kernels.MISSING .. GAP).
+    """
+
+    start_ms: int
+    energy: np.ndarray
+    covered_ms: np.ndarray
+    quality: np.ndarray
 
 
 def day_start_ms(now_ms: int) -> int:
@@ -46,8 +77,10 @@ class StreamState:
         limits: gap and staleness limits.
     """
 
-    def __init__(self, index: DeviceIndex, now_ms: int, limits: StateLimits | None = None) -> None:
+    def __init__(self, index: DeviceIndex, now_ms: int, limits: StateLimits | None = None,
+                 on_day_closed: Callable[[ClosedDay], None] | None = None) -> None:
         self.index = index
+        self.on_day_closed = on_day_closed
         self.limits = limits or StateLimits()
         n_dev, n_ser = index.n_devices, index.n_series
         self.power_kw = np.zeros(n_dev)
@@ -61,15 +94,71 @@ class StreamState:
         self.today = np.zeros(n_ser)
         self.day_start_ms = day_start_ms(now_ms)
         self.gaps_left_out = 0
+        self.dropped_late = 0
+        self.hour_energy = np.zeros((n_ser, HOURS_KEPT))
+        self.hour_covered = np.zeros((n_ser, HOURS_KEPT))
+        self.hour_quality = np.zeros((n_ser, HOURS_KEPT), dtype=np.int8)
+        self.month_start_ms = kernels.month_start_ms(now_ms)
+        self.month_end_ms = kernels.next_month_start_ms(now_ms)
+        self.month = np.zeros(n_ser)
+        n_dem = index.n_demand
+        self.quarter_energy = np.zeros((n_dem, QUARTERS_KEPT))
+        self.quarter_covered = np.zeros((n_dem, QUARTERS_KEPT))
+        self.quarter_quality = np.zeros((n_dem, QUARTERS_KEPT), dtype=np.int8)
+
+    @property
+    def first_hour(self) -> int:
+        """`kernels.bucket_of` index of hourly column 0 (00:00 yesterday)."""
+        return (self.day_start_ms - kernels.DAY_MS + kernels.BEIJING_OFFSET_MS) // kernels.HOUR_MS
+
+    @property
+    def first_quarter(self) -> int:
+        """`kernels.bucket_of` index of 15-minute column 0 (00:00 on the 1st of the month)."""
+        return (self.month_start_ms + kernels.BEIJING_OFFSET_MS) // kernels.QUARTER_MS
 
     def roll_day(self, now_ms: int) -> bool:
-        """Start a new day if `now_ms` is past 00:00 UTC+8 of the next one; True if it did."""
+        """Start a new day (and month) if `now_ms` is past 00:00 UTC+8 of the next one; True if it did.
+
+        Each day leaving the hourly columns is handed to `on_day_closed` first.
+        """
         start = day_start_ms(now_ms)
         if start <= self.day_start_ms:
             return False
+        days = (start - self.day_start_ms) // kernels.DAY_MS
+        for j in range(min(days, 3)):
+            self._close(j)
+        shift = min(days, 3) * HOURS_PER_DAY
+        for a in (self.hour_energy, self.hour_covered, self.hour_quality):
+            a[:, : HOURS_KEPT - shift] = a[:, shift:]
+            a[:, HOURS_KEPT - shift:] = 0
         self.day_start_ms = start
         self.today[:] = 0.0
+        if now_ms >= self.month_end_ms:
+            self.month_start_ms = kernels.month_start_ms(now_ms)
+            self.month_end_ms = kernels.next_month_start_ms(now_ms)
+            self.month[:] = 0.0
+            for q in (self.quarter_energy, self.quarter_covered, self.quarter_quality):
+                q[:] = 0
         return True
+
+    def _close(self, j: int) -> None:
+        if self.on_day_closed is None:
+            return
+        cols = slice(j * HOURS_PER_DAY, (j + 1) * HOURS_PER_DAY)
+        self.on_day_closed(ClosedDay(
+            start_ms=self.day_start_ms + (j - 1) * kernels.DAY_MS, energy=self.hour_energy[:, cols].copy(),
+            covered_ms=self.hour_covered[:, cols].copy(), quality=self.hour_quality[:, cols].copy(),
+        ))
+
+    def flush_days(self) -> None:
+        """Hand every day still open (yesterday, today, tomorrow) to `on_day_closed` and clear them.
+
+        The backfill calls this at the end of its range; the live service never does.
+        """
+        for j in range(3):
+            self._close(j)
+        for a in (self.hour_energy, self.hour_covered, self.hour_quality):
+            a[:] = 0
 
     def update(self, device: np.ndarray, ts: np.ndarray, field: np.ndarray, value: np.ndarray, now_ms: int) -> None:
         """Advance the state by one micro-batch of points (any order, duplicates allowed).
@@ -126,9 +215,44 @@ class StreamState:
         self._book(sid, t0, ts, delta, quality)
 
     def _book(self, sid: np.ndarray, t0: np.ndarray, t1: np.ndarray, delta: np.ndarray, quality: np.ndarray) -> None:
+        """Add steps to every window: today, the month, the hourly and the 15-minute (demand) columns."""
         self.gaps_left_out += kernels.window_total(
             sid, t0, t1, delta, quality, self.day_start_ms, self.day_start_ms + kernels.DAY_MS, self.today
         )
+        kernels.window_total(sid, t0, t1, delta, quality, self.month_start_ms, self.month_end_ms, self.month)
+        self.dropped_late += kernels.add_to_buckets(
+            sid, t0, t1, delta, quality, np.arange(self.index.n_series), self.first_hour, kernels.HOUR_MS,
+            self.hour_energy, self.hour_covered, self.hour_quality,
+        )
+        if self.index.n_demand:
+            kernels.add_to_buckets(
+                sid, t0, t1, delta, quality, self.index.demand_row, self.first_quarter, kernels.QUARTER_MS,
+                self.quarter_energy, self.quarter_covered, self.quarter_quality,
+            )
+
+    def demand(self, now_ms: int, group_of_row: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+        """15-minute demand of groups (enterprises or parks): the last complete window's and the month's peak.
+
+        A group's demand is coincident: the sum of its grid meters' average import power in the same
+        window, unknown where any of them covers less than `DEMAND_MIN_COVERAGE` of it or holds a gap.
+
+        Args:
+            now_ms: current time; only windows ended by then count.
+            group_of_row: group index per demand row (`index.demand_enterprise`, or the parks of those).
+            n_groups: number of groups.
+
+        Returns:
+            `(last, month_max)` per group in kW: the demand of the window that ended last before
+            `now_ms`, and the month's maximum so far (NaN where unknown or no grid meter).
+        """
+        per_row = kernels.demand_kw(self.quarter_energy, self.quarter_covered, self.quarter_quality,
+                                    kernels.QUARTER_MS, DEMAND_MIN_COVERAGE)
+        table = kernels.group_demand(per_row, group_of_row, n_groups)
+        done = int(min(max((now_ms - self.month_start_ms) // kernels.QUARTER_MS, 0), QUARTERS_KEPT))
+        table[:, done:] = np.nan  # the running window (and the future) is not a demand yet
+        last = table[:, done - 1].copy() if done > 0 else np.full(n_groups, np.nan)
+        peak, _ = kernels.max_demand(table)
+        return last, peak
 
     def seed_today(self, device: np.ndarray, field: np.ndarray, first: np.ndarray, last: np.ndarray,
                    at_ms: int) -> None:
@@ -155,6 +279,7 @@ class StreamState:
             pair_sid, pair_ts, pair_val, self.index.modulus, kernels.DAY_MS, anchor_value, anchor_ts
         )
         np.add.at(self.today, pair_sid, delta)
+        np.add.at(self.month, pair_sid, delta)
         self.anchor_value[sid] = last
         self.anchor_ts[sid] = at_ms
         self.counter_seen[sid] = True
@@ -166,3 +291,33 @@ class StreamState:
     def today_by_field(self) -> np.ndarray:
         """Today's energy as `(n_devices, N_COUNTERS)`."""
         return self.today.reshape(self.index.n_devices, N_COUNTERS)
+
+    # --- checkpoint -----------------------------------------------------------------------------
+
+    _ARRAYS = ("power_kw", "power_ts", "seen_ts", "anchor_value", "anchor_ts", "counter_seen", "power_anchor",
+               "power_anchor_ts", "today", "month", "hour_energy", "hour_covered", "hour_quality",
+               "quarter_energy", "quarter_covered", "quarter_quality")
+
+    def export_arrays(self) -> dict[str, np.ndarray]:
+        """A copy of everything the state holds, as named arrays (see `analytics.checkpoint`)."""
+        out = {name: getattr(self, name).copy() for name in self._ARRAYS}
+        out["clock"] = np.array([self.day_start_ms, self.month_start_ms, self.month_end_ms], dtype=np.int64)
+        out["device_ids"] = np.asarray(self.index.device_ids, dtype=np.str_)
+        return out
+
+    def import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take over the arrays of `export_arrays`.
+
+        Raises:
+            ValueError: the arrays were saved for another registry or layout.
+        """
+        saved = tuple(str(d) for d in arrays["device_ids"])
+        if saved != self.index.device_ids:
+            raise ValueError("the checkpoint was saved for another registry (devices differ)")
+        for name in self._ARRAYS:
+            mine = getattr(self, name)
+            if arrays[name].shape != mine.shape or arrays[name].dtype != mine.dtype:
+                raise ValueError(f"checkpoint array {name!r} has shape {arrays[name].shape}, expected {mine.shape}")
+        for name in self._ARRAYS:
+            getattr(self, name)[...] = arrays[name]
+        self.day_start_ms, self.month_start_ms, self.month_end_ms = (int(x) for x in arrays["clock"])

@@ -13,11 +13,14 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import smartpark
+from api.auth.service import Authenticator
+from api.auth.store import AuthStore
 from api.errors import install_error_handlers
 from api.influx import InfluxReader
 from api.kpi_feed import KpiFeed
-from api.main import api_router, ops_router
+from api.main import api_router, ops_router, public_router
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.registry_source import RegistrySource
 from parkmodel.registry import Registry
 from smartpark.config import Settings
 
@@ -25,17 +28,35 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings, registry: Registry) -> FastAPI:
+def auth_store_path(settings: Settings) -> Path:
+    """Where the users, API keys and token secret live: `{var_dir}/auth.sqlite`."""
+    return Path(settings.var_dir) / "auth.sqlite"
+
+
+def create_app(
+    settings: Settings,
+    registry: Registry,
+    *,
+    bootstrap_admin: tuple[str, str] | None = None,
+    token_ttl_s: int = 3600,
+) -> FastAPI:
     """Build the API and dashboard app.
 
     The lifespan opens one `httpx.AsyncClient` to InfluxDB and one MQTT KPI feed (reconnecting in the
     background), so the app starts and serves registry routes while the broker or InfluxDB is down.
+    Accounts live in `{settings.var_dir}/auth.sqlite` (created if missing); registry edits are written to
+    `settings.registry`, which should hold `registry`.
 
     Args:
-        settings: service configuration (`mqtt`, `influx`, `api` sections).
+        settings: service configuration (`mqtt`, `influx`, `api` sections, `var_dir`, `registry`).
         registry: the park registry every id is checked against.
+        bootstrap_admin: (username, password) of an admin to create if no such user exists yet.
+        token_ttl_s: lifetime of session tokens issued at login.
     """
     metrics = ApiMetrics()
+    store = AuthStore(auth_store_path(settings))
+    if bootstrap_admin is not None and all(u.username != bootstrap_admin[0] for u in store.list_users()):
+        store.create_user(bootstrap_admin[0], bootstrap_admin[1], "admin")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,7 +65,7 @@ def create_app(settings: Settings, registry: Registry) -> FastAPI:
             auth = httpx.BasicAuth(settings.influx.username, settings.influx.password.get_secret_value())
         async with (
             httpx.AsyncClient(base_url=settings.influx.url, timeout=settings.influx.timeout_s, auth=auth) as client,
-            KpiFeed(settings.mqtt, lambda park: registry.park(park) is not None, metrics) as feed,
+            KpiFeed(settings.mqtt, lambda park: source.current().park(park) is not None, metrics) as feed,
         ):
             app.state.influx = InfluxReader(client, settings.influx)
             app.state.kpi_feed = feed
@@ -60,7 +81,12 @@ def create_app(settings: Settings, registry: Registry) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
+    app.state.auth = Authenticator(store, token_ttl_s=token_ttl_s)
+    source = RegistrySource(Path(settings.registry), registry,
+                            on_change=lambda new: setattr(app.state, "registry", new))
+    app.state.registry_source = source
     install_error_handlers(app)
+    app.include_router(public_router)
     app.include_router(api_router)
     app.include_router(ops_router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -24,7 +24,7 @@ bearer = HTTPBearer(auto_error=False, description="API key (`sp_...`) or session
 
 
 def _registry(request: Request) -> Registry:
-    return request.app.state.registry  # type: ignore[no-any-return]
+    return request.app.state.registry_source.current()  # type: ignore[no-any-return]
 
 
 def _influx(request: Request) -> InfluxReader:

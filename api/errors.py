@@ -5,8 +5,8 @@ Clients branch on `code`, people read `message`; the HTTP status follows the cod
 
 from __future__ import annotations
 
-from enum import StrEnum
 import logging
+from enum import StrEnum
 from typing import Any
 
 from fastapi import FastAPI, Request

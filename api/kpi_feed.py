@@ -1,5 +1,5 @@
 """Live park KPIs from MQTT (`sp/v1/+/kpi`): a cache of the latest message per park and a fan-out to
-WebSocket clients.
+WebSocket clients; alerts (`sp/v1/+/+/alerts`) and safety events (`sp/v1/+/safety`) are fanned out too.
 
 The feed is an async context manager holding one named task that keeps an aiomqtt client connected,
 reconnecting with jittered exponential backoff, so the API serves while the broker is down.
@@ -25,6 +25,9 @@ from parkmodel.ids import is_valid_id
 from parkmodel.topics import KPI_SUBSCRIPTION, ROOT
 from smartpark.config import MqttSettings
 
+ALERTS_SUBSCRIPTION = f"{ROOT}/+/+/alerts"
+SAFETY_SUBSCRIPTION = f"{ROOT}/+/safety"
+
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
@@ -32,10 +35,12 @@ QUEUE_SIZE = 256
 
 @dataclass(frozen=True, slots=True)
 class KpiFrame:
-    """One KPI message of one park, as received."""
+    """One message of one park, as received: `kind` "kpi" (data = the KPI message) or "alert"/"safety"
+    (data = {"v", "event", "alert"})."""
 
     park: str
     data: dict[str, Any]
+    kind: str = "kpi"
 
 
 class Backoff:
@@ -83,6 +88,38 @@ def parse_kpi_message(topic: str, payload: bytes, known_park: Callable[[str], bo
     if data.get("park", park) != park:
         return None
     return KpiFrame(park, data)
+
+
+def parse_alert_message(topic: str, payload: bytes, known_park: Callable[[str], bool]) -> KpiFrame | None:
+    """A frame from `sp/v1/{park}/{enterprise}/alerts` or `sp/v1/{park}/safety`, or None.
+
+    Args:
+        topic: the MQTT topic.
+        payload: JSON {"v":1,"event":...,"alert":{...}}.
+        known_park: whether a park id is in the registry.
+    """
+    parts = topic.split("/")
+    if len(parts) < 4 or f"{parts[0]}/{parts[1]}" != ROOT:
+        return None
+    if len(parts) == 4 and parts[3] == "safety":
+        kind = "safety"
+    elif len(parts) == 5 and parts[4] == "alerts" and is_valid_id(parts[3]):
+        kind = "alert"
+    else:
+        return None
+    park = parts[2]
+    if not is_valid_id(park) or not known_park(park):
+        return None
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    alert = data.get("alert") if isinstance(data, dict) else None
+    if not isinstance(alert, dict) or not isinstance(data.get("event"), str) or alert.get("park", park) != park:
+        return None
+    if kind == "alert" and alert.get("enterprise") != parts[3]:
+        return None  # an enterprise's alert topic carries only that enterprise's alerts
+    return KpiFrame(park, data, kind)
 
 
 class KpiFeed:
@@ -145,15 +182,19 @@ class KpiFeed:
             self._subscribers.discard(queue)
 
     def publish_local(self, frame: KpiFrame) -> None:
-        """Cache a frame and hand it to every subscriber."""
-        self._latest[frame.park] = frame
+        """Cache a KPI frame and hand any frame to every subscriber."""
+        if frame.kind == "kpi":
+            self._latest[frame.park] = frame
         for queue in self._subscribers:
             if queue.full():
                 queue.get_nowait()
             queue.put_nowait(frame)
 
     def _handle(self, topic: str, payload: bytes) -> None:
-        frame = parse_kpi_message(topic, payload, self._known_park)
+        if topic.endswith("/kpi"):
+            frame = parse_kpi_message(topic, payload, self._known_park)
+        else:
+            frame = parse_alert_message(topic, payload, self._known_park)
         if frame is None:
             self._metrics.kpi_messages.labels("invalid").inc()
             log.debug("ignored kpi message on %s", topic)
@@ -178,7 +219,7 @@ class KpiFeed:
         while True:
             try:
                 async with self._client() as client:
-                    await client.subscribe(KPI_SUBSCRIPTION, qos=0)
+                    await client.subscribe([(KPI_SUBSCRIPTION, 0), (ALERTS_SUBSCRIPTION, 1), (SAFETY_SUBSCRIPTION, 1)])
                     self._set_connected(True, "")
                     self.backoff.reset()
                     log.info("kpi feed connected to %s:%s", self._settings.host, self._settings.port)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from parkmodel.registry import DeviceRef, Enterprise, NewEnergyTarget, OutputTarget, Park
 
@@ -113,3 +113,81 @@ class KpiPublic(BaseModel):
     ts: int | None
     source: str | None  # "live" (MQTT), "influxdb" (last stored row) or None (no data yet)
     kpi: dict[str, Any] | None
+
+
+class KpiHistoryPublic(BaseModel):
+    scope: str
+    park: str
+    enterprise: str | None = None
+    start: int
+    end: int
+    every_s: int
+    fields: list[str]
+    # One row per bucket: {"ts": ms, key: value, ...}; powers are bucket means, "today" counters the last value.
+    points: list[dict[str, Any]]
+
+
+class EnterpriseKpiRow(BaseModel):
+    enterprise: str
+    name: str
+    name_en: str
+    land_area_mu: float
+    contracted_capacity_kw: float | None
+    ts: int | None
+    kpi: dict[str, Any] | None
+    consumed_today_kwh_per_mu: float | None
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TokenPublic(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    username: str
+    role: str
+    enterprise: str | None
+
+
+class MePublic(BaseModel):
+    kind: str
+    subject: str
+    role: str
+    enterprise: str | None
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=8, max_length=1024)
+    role: str
+    enterprise: str | None = None
+
+
+class UserPublic(BaseModel):
+    username: str
+    role: str
+    enterprise: str | None
+    created_at: int
+    revoked_at: int | None
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: str
+    enterprise: str | None = None
+
+
+class KeyPublic(BaseModel):
+    id: str
+    name: str
+    role: str
+    enterprise: str | None
+    created_at: int
+    revoked_at: int | None
+
+
+class KeyCreated(KeyPublic):
+    key: str  # shown once

@@ -172,3 +172,55 @@ def latest_kpi_query(scope: str, ident: str | None = None) -> str:
         return f"SELECT * FROM \"kpi\" WHERE {where} GROUP BY \"park\" ORDER BY time DESC LIMIT 1"
     return (f"SELECT * FROM \"kpi\" WHERE {where} AND {quote_ident(scope)} = {quote_string(_checked_id(ident))} "
             "ORDER BY time DESC LIMIT 1")
+
+
+#: KPI keys of measurement `kpi` (interfaces.md; analytics.aggregate.KPI_KEYS mirrors them).
+KPI_KEYS: tuple[str, ...] = (
+    "load_kw", "generation_kw", "pv_kw", "wind_kw", "grid_import_kw", "grid_export_kw", "green_supply_kw",
+    "storage_kw", "consumed_today_kwh", "grid_import_today_kwh", "grid_export_today_kwh", "generation_today_kwh",
+    "green_supply_today_kwh", "renewable_consumed_today_kwh", "new_energy_ratio_today", "gas_today_m3",
+    "steam_today_t", "water_today_m3", "devices_reporting", "devices_total",
+    "tce_today", "co2_today_kg", "co2_scope1_today_kg", "co2_scope2_today_kg", "carbon_intensity_tco2_per_tce",
+)
+
+
+def kpi_aggregate(key: str) -> str:
+    """`last` for running totals of the day (a mean of a growing counter means nothing), `mean` for powers."""
+    return "last" if "_today" in key else "mean"
+
+
+def parse_kpi_fields(value: str | None) -> list[str]:
+    """KPI keys from a comma-separated list; every key when none is given."""
+    if value is None or not value.strip():
+        return list(KPI_KEYS)
+    names: list[str] = []
+    for raw in value.split(","):
+        name = raw.strip()
+        if name not in KPI_KEYS:
+            shown = name if len(name) <= 60 else name[:60] + "..."
+            raise invalid(f"unknown KPI {shown!r}; known KPIs: {', '.join(KPI_KEYS)}", "fields")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def kpi_history_query(scope: str, ident: str, keys: Sequence[str], window: HistoryWindow) -> str:
+    """Downsampled history of one park's or enterprise's KPIs from measurement `kpi`."""
+    if scope not in ("park", "enterprise"):
+        raise ValueError(f"unknown kpi scope {scope!r}")
+    for key in keys:
+        if key not in KPI_KEYS:
+            raise ValueError(f"refusing to put KPI {key!r} into a query: not a KPI key")
+    select = ", ".join(f"{kpi_aggregate(k)}({quote_ident(k)}) AS {quote_ident(k)}" for k in keys)
+    return (
+        f"SELECT {select} FROM \"kpi\" WHERE \"scope\" = {quote_string(scope)} "
+        f"AND {quote_ident(scope)} = {quote_string(_checked_id(ident))} "
+        f"AND time >= {int(window.start_ms)}ms AND time < {int(window.end_ms)}ms "
+        f"GROUP BY time({int(window.every_s)}s) fill(none)"
+    )
+
+
+def latest_enterprise_kpis_query(park: str) -> str:
+    """The last `kpi` row of every enterprise of one park."""
+    return (f"SELECT * FROM \"kpi\" WHERE \"scope\" = 'enterprise' AND \"park\" = {quote_string(_checked_id(park))} "
+            "GROUP BY \"enterprise\" ORDER BY time DESC LIMIT 1")

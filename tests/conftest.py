@@ -1,8 +1,7 @@
 """Shared fixtures: real Mosquitto and influxd on free loopback ports, unique names, leak checks.
 
-The broker and the database are started once per test session (they start in well under a second)
-and every test isolates itself: its own park/enterprise ids (so topics never collide) and its own
-InfluxDB database.
+Every test gets its own broker (Mosquitto starts in about 0.1 s); influxd is started once per session and
+every test gets its own database. Ids carry a unique fragment (`uid`) so nothing collides.
 """
 
 from __future__ import annotations
@@ -27,10 +26,14 @@ def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("services")
 
 
-@pytest.fixture(scope="session")
-def broker(services_dir: Path) -> Iterator[RunningService]:
-    """A real Mosquitto on a free loopback port (anonymous, persistent sessions)."""
-    with mosquitto(services_dir / "mosquitto") as service:
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[RunningService]:
+    """A real Mosquitto of the test's own on a free loopback port (anonymous, persistent sessions).
+
+    One per test (it starts in about 0.1 s): retained messages and persistent sessions of one test can
+    never reach another.
+    """
+    with mosquitto(tmp_path / "mosquitto") as service:
         yield service
 
 

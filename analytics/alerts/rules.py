@@ -7,6 +7,7 @@ by key into the default of that id (`enabled: false` switches it off), a new id 
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,7 @@ class _Leveled(_Rule):
     def _ordered(self) -> _Leveled:
         raises = [lv.raise_at for lv in self.levels]
         sign = 1 if self.direction == "high" else -1
-        if any(sign * (b - a) <= 0 for a, b in zip(raises, raises[1:], strict=False)):
+        if any(sign * (b - a) <= 0 for a, b in itertools.pairwise(raises)):
             raise ValueError(f"levels must be strictly {'increasing' if sign > 0 else 'decreasing'}: {raises}")
         if sign * (raises[0] - self.clear) <= 0:
             raise ValueError(f"clear {self.clear} must be {'below' if sign > 0 else 'above'} the first level "

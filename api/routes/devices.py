@@ -6,7 +6,9 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
+from api.csvexport import CSV_RESPONSES, Format, csv_response, with_local_time
 from api.deps import DeviceDep, InfluxDep
 from api.models import DevicePublic, FieldValue, HistoryPublic, LatestPublic
 from api.queries import history_query, history_window, latest_queries, parse_fields
@@ -35,7 +37,7 @@ async def get_latest(ref: DeviceDep, influx: InfluxDep) -> LatestPublic:
                         fields=values)
 
 
-@router.get("/{device_id}/history")
+@router.get("/{device_id}/history", response_model=HistoryPublic, responses=CSV_RESPONSES)
 async def get_history(
     ref: DeviceDep,
     influx: InfluxDep,
@@ -43,7 +45,8 @@ async def get_history(
     end: Annotated[str | None, Query(max_length=40, description="ISO 8601 with offset, or epoch ms")] = None,
     fields: Annotated[str | None, Query(max_length=2000, description="comma-separated field names")] = None,
     every: Annotated[str | None, Query(max_length=12, description="bucket, e.g. 10s, 5m, 1h")] = None,
-) -> HistoryPublic:
+    format: Annotated[Format, Query(description="json, or csv for a download")] = Format.JSON,
+) -> HistoryPublic | Response:
     """Mean of each field per `every` bucket over [start, end); `every` defaults to ≤ ~2000 buckets."""
     names = parse_fields(fields)
     window = history_window(start, end, every, now_ms=int(time.time() * 1000))
@@ -61,5 +64,7 @@ async def get_history(
                 if name not in seen:
                     seen.append(name)
             points.append(point)
+    if format is Format.CSV:
+        return csv_response(["time", "ts", *seen], with_local_time(points), f"{ref.device.id}-history.csv")
     return HistoryPublic(device=ref.device.id, start=window.start_ms, end=window.end_ms, every_s=window.every_s,
                          fields=seen, points=points)

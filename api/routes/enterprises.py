@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import EnterpriseDep, PageDep, RegistryDep
+from api.deps import CallerDep, EnterpriseDep, PageDep
 from api.models import DevicePublic, EnterprisePublic, PageOf
 
 router = APIRouter(prefix="/enterprises", tags=["enterprises"])
@@ -17,11 +17,7 @@ def get_enterprise(found: EnterpriseDep) -> EnterprisePublic:
 
 
 @router.get("/{enterprise_id}/devices")
-def list_enterprise_devices(found: EnterpriseDep, registry: RegistryDep, page: PageDep) -> PageOf[DevicePublic]:
-    _, ent = found
-    refs = [registry.device(d.id) for g in ent.gateways for d in g.devices]
-    devices = [DevicePublic.of(r) for r in refs if r is not None]
-    return PageOf[DevicePublic](
-        items=devices[page.offset:page.offset + page.limit], total=len(devices), limit=page.limit,
-        offset=page.offset,
-    )
+def list_enterprise_devices(found: EnterpriseDep, access: CallerDep, page: PageDep) -> PageOf[DevicePublic]:
+    """The enterprise's devices the caller may see (emergency management: safety devices only)."""
+    devices = [DevicePublic.of(r) for r in access.devices(found[1])]
+    return PageOf[DevicePublic](items=page.slice(devices), total=len(devices), limit=page.limit, offset=page.offset)

@@ -1,8 +1,14 @@
-"""WebSocket `/live`: KPI frames as they arrive from MQTT, filtered by the parks a client asks for.
+"""WebSocket `/live`: KPI frames, alerts and safety events as they arrive from MQTT, each only to callers
+allowed to see it, filtered further by the parks a client asks for.
 
-Client → server: `{"subscribe": ["park-id", ...]}` or `{"unsubscribe": [...]}` (default: every park).
-Server → client: `{"type": "kpi", "park": id, "data": {...}}`, `{"type": "subscribed", "parks": [...]}`,
-`{"type": "error", "error": {"code": ..., "message": ...}}`.
+Authentication: query parameter `token` (session token or API key) or `Authorization: Bearer ...`. Without
+a valid credential the server sends an `unauthorized` error frame and closes with code 4401; a credential
+that expires or is revoked while connected ends the connection the same way.
+
+Client → server: `{"subscribe": ["park-id", ...]}` or `{"unsubscribe": [...]}` (default: every park it sees).
+Server → client: `{"type": "kpi", "park": id, "data": {...}}` (enterprise callers: only their enterprise's
+entry under `data.enterprises`, never the park total), `{"type": "alert"|"safety", "event": ..., "alert": {...}}`,
+`{"type": "subscribed", "parks": [...]}`, `{"type": "error", "error": {"code": ..., "message": ...}}`.
 """
 
 from __future__ import annotations
@@ -14,22 +20,26 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from api.access import Access
+from api.auth.service import Authenticator
 from api.errors import ErrorCode, error_body
 from api.kpi_feed import KpiFeed, KpiFrame
 from api.metrics import ApiMetrics
-from parkmodel.registry import Registry
+from api.registry_source import RegistrySource
 
 router = APIRouter(tags=["live"])
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE = 16 * 1024
+CLOSE_UNAUTHORIZED = 4401
+RECHECK_CREDENTIAL_S = 30.0
 
 
 class ParkFilter:
-    """Which parks one client wants; None means every park.
+    """Which parks one client wants; None means every park it may see.
 
     Args:
-        all_parks: the park ids of the registry.
+        all_parks: the park ids the caller may see.
     """
 
     def __init__(self, all_parks: list[str]) -> None:
@@ -65,22 +75,33 @@ def _error(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"type": "error", **error_body(code, message)}
 
 
-def _frame(frame: KpiFrame) -> dict[str, Any]:
-    return {"type": "kpi", "park": frame.park, "data": frame.data}
+def visible_frame(access: Access, frame: KpiFrame) -> dict[str, Any] | None:
+    """What of `frame` this caller may receive, as a WebSocket frame; None when nothing."""
+    if frame.kind == "kpi":
+        data = access.live_kpi(frame.park, frame.data)
+        return None if data is None else {"type": "kpi", "park": frame.park, "data": data}
+    alert = frame.data.get("alert")
+    if not isinstance(alert, dict) or not access.can_see_alert(alert):
+        return None
+    return {"type": frame.kind, "event": frame.data.get("event"), "alert": alert}
 
 
 async def _send(ws: WebSocket, obj: dict[str, Any]) -> None:
     await ws.send_text(orjson.dumps(obj).decode())
 
 
-async def _pump(ws: WebSocket, feed: KpiFeed, queue: asyncio.Queue[KpiFrame], filt: ParkFilter) -> None:
+async def _pump(ws: WebSocket, feed: KpiFeed, queue: asyncio.Queue[KpiFrame], filt: ParkFilter,
+                access: Access) -> None:
+    async def forward(frame: KpiFrame) -> None:
+        if filt.wants(frame.park):
+            out = visible_frame(access, frame)
+            if out is not None:
+                await _send(ws, out)
+
     for frame in feed.snapshot():  # what is known already, so a new page is not blank for 2 s
-        if filt.wants(frame.park):
-            await _send(ws, _frame(frame))
+        await forward(frame)
     while True:
-        frame = await queue.get()
-        if filt.wants(frame.park):
-            await _send(ws, _frame(frame))
+        await forward(await queue.get())
 
 
 async def _listen(ws: WebSocket, filt: ParkFilter) -> None:
@@ -97,21 +118,59 @@ async def _listen(ws: WebSocket, filt: ParkFilter) -> None:
         await _send(ws, filt.apply(message))
 
 
+class CredentialEnded(Exception):
+    """The credential expired or was revoked while connected."""
+
+
+async def _watch(auth: Authenticator, credential: str) -> None:
+    while True:
+        await asyncio.sleep(RECHECK_CREDENTIAL_S)
+        if await auth.principal(credential) is None:
+            raise CredentialEnded
+
+
+def _credential(ws: WebSocket) -> str | None:
+    token = ws.query_params.get("token")
+    if token:
+        return token
+    header = ws.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def _refuse(ws: WebSocket, message: str) -> None:
+    await _send(ws, _error(ErrorCode.UNAUTHORIZED, message))
+    await ws.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
+
+
 @router.websocket("/live")
 async def live(ws: WebSocket) -> None:
     feed: KpiFeed = ws.app.state.kpi_feed
-    registry: Registry = ws.app.state.registry
+    source: RegistrySource = ws.app.state.registry_source
     metrics: ApiMetrics = ws.app.state.metrics
+    auth: Authenticator = ws.app.state.auth
     await ws.accept()
+    credential = _credential(ws)
+    principal = await auth.principal(credential) if credential else None
+    if principal is None:
+        await _refuse(ws, "send a session token or API key: ?token=... or Authorization: Bearer ...")
+        return
+    access = Access(principal, source.current())
     metrics.websocket_clients.inc()
-    filt = ParkFilter([p.id for p in registry.parks])
+    filt = ParkFilter([p.id for p in access.parks()])
     try:
         async with feed.subscribe() as queue, asyncio.TaskGroup() as tg:
-            # Both loops run until the client goes; its disconnect fails one and the group cancels the other.
+            # The loops run until the client goes; its disconnect fails one and the group cancels the others.
             tg.create_task(_listen(ws, filt), name="ws-listen")
-            tg.create_task(_pump(ws, feed, queue, filt), name="ws-pump")
+            tg.create_task(_pump(ws, feed, queue, filt, access), name="ws-pump")
+            tg.create_task(_watch(auth, credential or ""), name="ws-credential")
     except* WebSocketDisconnect:
         pass
+    except* CredentialEnded:
+        try:
+            await _refuse(ws, "the token or key expired or was revoked; sign in again")
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            pass
     except* (RuntimeError, OSError) as group:  # sending on a socket the client already closed
         log.debug("websocket ended: %r", group.exceptions)
     finally:

@@ -1,23 +1,21 @@
-"""Parks of the registry."""
+"""Parks of the registry (each caller sees the parks its scope reaches)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import PageDep, ParkDep, RegistryDep
+from api.deps import CallerDep, PageDep, ParkDep
 from api.models import EnterprisePublic, PageOf, ParkPublic
 
 router = APIRouter(prefix="/parks", tags=["parks"])
 
 
 @router.get("")
-def list_parks(registry: RegistryDep, page: PageDep) -> PageOf[ParkPublic]:
-    """Every park, in registry order."""
-    parks = registry.parks
-    return PageOf[ParkPublic](
-        items=[ParkPublic.of(p) for p in parks[page.offset:page.offset + page.limit]],
-        total=len(parks), limit=page.limit, offset=page.offset,
-    )
+def list_parks(access: CallerDep, page: PageDep) -> PageOf[ParkPublic]:
+    """The parks the caller may see, in registry order."""
+    parks = access.parks()
+    return PageOf[ParkPublic](items=[ParkPublic.of(p) for p in page.slice(parks)], total=len(parks),
+                              limit=page.limit, offset=page.offset)
 
 
 @router.get("/{park_id}")
@@ -26,9 +24,7 @@ def get_park(park: ParkDep) -> ParkPublic:
 
 
 @router.get("/{park_id}/enterprises")
-def list_park_enterprises(park: ParkDep, page: PageDep) -> PageOf[EnterprisePublic]:
-    ents = park.enterprises
-    return PageOf[EnterprisePublic](
-        items=[EnterprisePublic.of(park, e) for e in ents[page.offset:page.offset + page.limit]],
-        total=len(ents), limit=page.limit, offset=page.offset,
-    )
+def list_park_enterprises(park: ParkDep, access: CallerDep, page: PageDep) -> PageOf[EnterprisePublic]:
+    ents = access.enterprises(park)
+    return PageOf[EnterprisePublic](items=[EnterprisePublic.of(park, e) for e in page.slice(ents)],
+                                    total=len(ents), limit=page.limit, offset=page.offset)

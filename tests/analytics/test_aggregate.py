@@ -83,7 +83,9 @@ def test_enterprise_with_grid_meter_load_meters_pv_exporting_and_green_supply(ui
     # The second enterprise has no devices: zeros and a null ratio; the park equals the first enterprise.
     empty = kpis[f"p{uid}"]["enterprises"][f"e{uid}-1"]
     assert empty["new_energy_ratio_today"] is None and empty["consumed_today_kwh"] == 0.0
-    assert kpis[f"p{uid}"]["kpi"] == ent
+    # (contracted capacity is the registry's: 1000 kW for each of the two enterprises)
+    assert kpis[f"p{uid}"]["kpi"] == ent | {"contracted_capacity_kw": 2000.0}
+    assert ent["demand_15min_kw"] is None and ent["max_demand_month_kw"] is None  # no complete window yet
     # A minute later nobody has reported for 90 s: power drops out, the day's energy stays.
     later = compute_kpis(index, state, NOON + 60_000)[f"p{uid}"]["kpi"]
     assert later["load_kw"] == 0.0 and later["devices_reporting"] == 0.0

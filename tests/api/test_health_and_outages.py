@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from deploy.services import RunningService, free_port
@@ -12,17 +14,17 @@ from tests.conftest import make_registry
 async def test_healthz_reports_both_services(serve: ServeFactory, uid: str) -> None:
     async with serve(make_registry(uid)) as api:
         await wait_connected(api)
-        async with httpx.AsyncClient(base_url=api.url) as client:
+        async with api.client() as client:
             r = await client.get("/healthz")
     assert r.status_code == 200
     assert r.json()["status"] == "ok"
     assert r.json()["checks"]["influxdb"]["ok"] and r.json()["checks"]["mqtt"]["ok"]
 
 
-async def test_api_serves_registry_while_broker_and_influx_are_down(uid: str) -> None:
+async def test_api_serves_registry_while_broker_and_influx_are_down(uid: str, tmp_path: Path) -> None:
     dead = free_port()  # nothing listens here
-    settings = api_settings("127.0.0.1", dead, f"http://127.0.0.1:{dead}", "smartpark")
-    async with serve_api(settings, make_registry(uid)) as api, httpx.AsyncClient(base_url=api.url) as client:
+    settings = api_settings("127.0.0.1", dead, f"http://127.0.0.1:{dead}", "smartpark", tmp_path)
+    async with serve_api(settings, make_registry(uid)) as api, api.client() as client:
         assert (await client.get(f"/api/v1/parks/p{uid}")).status_code == 200
         health = await client.get("/healthz")
         assert health.status_code == 503
@@ -41,7 +43,7 @@ async def test_api_serves_registry_while_broker_and_influx_are_down(uid: str) ->
 
 async def test_metrics_count_requests_by_route_template(serve: ServeFactory, broker: RunningService,
                                                         uid: str) -> None:
-    async with serve(make_registry(uid)) as api, httpx.AsyncClient(base_url=api.url) as client:
+    async with serve(make_registry(uid)) as api, api.client() as client:
         await wait_connected(api)
         for _ in range(3):
             await client.get(f"/api/v1/devices/m{uid}")

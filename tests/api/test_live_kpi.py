@@ -50,7 +50,7 @@ async def test_websocket_streams_kpi_from_mqtt_with_park_filter(serve: ServeFact
     a, b = f"a{uid}", f"b{uid}"
     async with serve(two_park_registry(uid)) as api:
         await wait_connected(api)
-        async with connect(api.ws_url + "/api/v1/live") as ws:
+        async with connect(api.ws_url + "/api/v1/live", additional_headers=api.headers()) as ws:
             sent = kpi_message(a, f"{a}-e", 120.0)
             await publish(broker, sent)
             frame = await next_kpi(ws)
@@ -72,14 +72,14 @@ async def test_websocket_streams_kpi_from_mqtt_with_park_filter(serve: ServeFact
             assert json.loads(await ws.recv())["error"]["code"] == "invalid_request"
 
         # A new client first gets what is already known, then live frames.
-        async with connect(api.ws_url + "/api/v1/live") as ws:
+        async with connect(api.ws_url + "/api/v1/live", additional_headers=api.headers()) as ws:
             first = [await next_kpi(ws), await next_kpi(ws)]
             assert {f["park"]: f["data"]["kpi"]["load_kw"] for f in first} == {a: 130.0, b: 70.0}
 
         # Malformed KPI messages and other parks are dropped and counted, not cached.
         await publish(broker, {"v": 1, "park": a, "kpi": "garbage"}, park=a)
         await publish(broker, kpi_message(f"x{uid}", "e", 1.0))
-        async with httpx.AsyncClient(base_url=api.url) as client:
+        async with api.client() as client:
             await asyncio.sleep(0.3)
             park_kpi = (await client.get(f"/api/v1/parks/{a}/kpi")).json()
             assert park_kpi["source"] == "live" and park_kpi["kpi"]["load_kw"] == 130.0
@@ -100,7 +100,7 @@ async def test_kpi_falls_back_to_influxdb(serve: ServeFactory, influx_url: str, 
         f"kpi,scope=park,park={a} load_kw=11,generation_kw=3 {now - 3000}",
         f"kpi,scope=enterprise,park={a},enterprise={a}-e load_kw=5,new_energy_ratio_today=0.5 {now - 3000}",
     ])
-    async with serve(two_park_registry(uid)) as api, httpx.AsyncClient(base_url=api.url) as client:
+    async with serve(two_park_registry(uid)) as api, api.client() as client:
         park_kpi = (await client.get(f"/api/v1/parks/{a}/kpi")).json()
         assert park_kpi == {"scope": "park", "park": a, "enterprise": None, "ts": now - 3000, "source": "influxdb",
                             "kpi": {"load_kw": 11.0, "generation_kw": 3.0, "new_energy_ratio_today": None}}

@@ -11,7 +11,7 @@ from tests.conftest import make_registry
 
 async def test_registry_routes_and_paging(serve: ServeFactory, uid: str) -> None:
     registry = make_registry(uid, enterprises=3)
-    async with serve(registry) as api, httpx.AsyncClient(base_url=api.url + "/api/v1") as client:
+    async with serve(registry) as api, api.client(prefix="/api/v1") as client:
         parks = (await client.get("/parks")).json()
         assert parks["total"] == 1 and parks["items"][0]["id"] == f"p{uid}"
         assert parks["items"][0]["device_count"] == 2
@@ -34,7 +34,7 @@ async def test_registry_routes_and_paging(serve: ServeFactory, uid: str) -> None
 
 
 async def test_errors_are_json_with_stable_codes(serve: ServeFactory, uid: str) -> None:
-    async with serve(make_registry(uid)) as api, httpx.AsyncClient(base_url=api.url) as client:
+    async with serve(make_registry(uid)) as api, api.client() as client:
         for path in (f"/api/v1/parks/nope{uid}", f"/api/v1/enterprises/nope{uid}", f"/api/v1/devices/nope{uid}",
                      f"/api/v1/devices/nope{uid}/latest", f"/api/v1/parks/nope{uid}/kpi", "/api/v1/nothing-here"):
             r = await client.get(path)
@@ -48,7 +48,7 @@ async def test_errors_are_json_with_stable_codes(serve: ServeFactory, uid: str) 
 
 
 async def test_full_registry_lists_eight_parks(serve: ServeFactory) -> None:
-    async with serve(load_registry()) as api, httpx.AsyncClient(base_url=api.url) as client:
+    async with serve(load_registry()) as api, api.client() as client:
         parks = (await client.get("/api/v1/parks")).json()
         assert parks["total"] == 8
         zero = next(p for p in parks["items"] if any(t["ratio"] == 0.8 for t in p["new_energy_targets"]))

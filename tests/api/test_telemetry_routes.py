@@ -34,7 +34,7 @@ def telemetry(influx_url: str, influx_db: str, uid: str) -> dict[str, int]:
 
 async def test_latest_has_each_fields_last_value_and_time(serve: ServeFactory, uid: str,
                                                           telemetry: dict[str, int]) -> None:
-    async with serve(make_registry(uid)) as api, httpx.AsyncClient(base_url=api.url) as client:
+    async with serve(make_registry(uid)) as api, api.client() as client:
         body = (await client.get(f"/api/v1/devices/m{uid}/latest")).json()
     start = telemetry["start"]
     assert body["fields"]["active_power_kw"] == {"value": 599.0, "ts": start + 599_000}
@@ -45,7 +45,7 @@ async def test_latest_has_each_fields_last_value_and_time(serve: ServeFactory, u
 
 
 async def test_latest_of_a_silent_device_is_empty(serve: ServeFactory, uid: str) -> None:
-    async with serve(make_registry(uid)) as api, httpx.AsyncClient(base_url=api.url) as client:
+    async with serve(make_registry(uid)) as api, api.client() as client:
         r = await client.get(f"/api/v1/devices/m{uid}/latest")
     assert r.status_code == 200
     assert r.json()["fields"] == {} and r.json()["ts"] is None
@@ -53,7 +53,7 @@ async def test_latest_of_a_silent_device_is_empty(serve: ServeFactory, uid: str)
 
 async def test_history_downsamples_to_means(serve: ServeFactory, uid: str, telemetry: dict[str, int]) -> None:
     start, end = telemetry["start"], telemetry["end"]
-    async with serve(make_registry(uid)) as api, httpx.AsyncClient(base_url=api.url) as client:
+    async with serve(make_registry(uid)) as api, api.client() as client:
         body = (await client.get(f"/api/v1/devices/m{uid}/history",
                                  params={"start": start, "end": end, "fields": "active_power_kw", "every": "1m"})).json()
         assert body["every_s"] == 60 and body["fields"] == ["active_power_kw"]
@@ -87,7 +87,7 @@ async def test_history_downsamples_to_means(serve: ServeFactory, uid: str, telem
     ({"end": "1' OR '1'='1"}, "end"),
 ])
 async def test_history_rejects_bad_input(serve: ServeFactory, uid: str, params: dict[str, str], param: str) -> None:
-    async with serve(make_registry(uid)) as api, httpx.AsyncClient(base_url=api.url) as client:
+    async with serve(make_registry(uid)) as api, api.client() as client:
         r = await client.get(f"/api/v1/devices/m{uid}/history", params=params)
     assert r.status_code == 422, r.text
     error = r.json()["error"]
@@ -95,7 +95,7 @@ async def test_history_rejects_bad_input(serve: ServeFactory, uid: str, params: 
 
 
 async def test_history_of_unknown_device_is_404(serve: ServeFactory, uid: str) -> None:
-    async with serve(make_registry(uid)) as api, httpx.AsyncClient(base_url=api.url) as client:
+    async with serve(make_registry(uid)) as api, api.client() as client:
         r = await client.get(f"/api/v1/devices/x{uid}/history")
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
         r = await client.get('/api/v1/devices/m{uid}"; DROP/history')

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from pathlib import Path
 
@@ -27,11 +26,9 @@ async def test_readings_queued_while_broker_is_down_all_arrive_in_order(uid: str
     def subscriber() -> aiomqtt.Client:
         return aiomqtt.Client("127.0.0.1", port, identifier=sub_id, clean_session=False)
 
-    # Started as root, mosquitto drops to its own user, which cannot write its persistence under pytest's
-    # private tmp folder; the subscriber's session must survive the restart.
-    extra = "user root\n" if os.geteuid() == 0 else ""
-    # The test's own persistent subscription exists before the outage, so nothing published later is missed.
-    with mosquitto(data_dir, port, extra_config=extra):
+    # The test's own persistent subscription exists before the outage, so nothing published later is missed
+    # (deploy.services keeps mosquitto's persistence writable, so the session survives the restart).
+    with mosquitto(data_dir, port):
         async with subscriber() as sub:
             await sub.subscribe(topic, qos=1)
 
@@ -51,7 +48,7 @@ async def test_readings_queued_while_broker_is_down_all_arrive_in_order(uid: str
             assert not agent.publisher.connected.is_set()
             queued = [(item.ts_ms, item.body["water_m3"]) for item in agent.store.fetch(0, None, 10_000)]
             started = time.monotonic()
-            broker = mosquitto(data_dir, port, extra_config=extra)
+            broker = mosquitto(data_dir, port, )
             await asyncio.to_thread(broker.__enter__)
             try:
                 async with subscriber() as sub:
