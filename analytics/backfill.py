@@ -21,6 +21,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import numpy as np
@@ -34,8 +35,9 @@ from parkmodel.registry import Role
 
 log = logging.getLogger(__name__)
 
+BEIJING = timezone(timedelta(hours=8))
 ENERGY_MEASUREMENT = "energy"
-#: Replay starts this long before the first day, so the day's first step has its anchor.
+#: Replay reads this long past the last day, so the steps crossing its midnight are complete.
 LEAD_MS = 3600_000
 WRITE_BATCH_LINES = 20_000
 _GROUP_FIELDS = {
@@ -157,13 +159,31 @@ Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def replay_bounds(start_ms: int, end_ms: int) -> list[int]:
-    """Batch edges of a backfill of `[start_ms, end_ms)`: a lead-in hour, then whole Beijing days.
+    """Batch edges of a backfill of `[start_ms, end_ms)`: whole Beijing days, then a lead-out hour.
 
-    Batch `k` holds the readings in `[bounds[k], bounds[k+1])` and is folded at `bounds[k+1] - 1`.
+    Batch `k` holds the readings in `[bounds[k], bounds[k+1])` and is folded at `bounds[k+1] - 1`. Before
+    them comes the lead-in: each series' last reading before `bounds[0]` (its anchor, however old); the
+    lead-out completes the steps that cross the last midnight.
     """
     first_day = day_start_ms(start_ms)
     last_day = day_start_ms(end_ms - 1)
-    return [first_day - LEAD_MS, *range(first_day, last_day + kernels.DAY_MS + 1, kernels.DAY_MS)]
+    days = range(first_day, last_day + kernels.DAY_MS + 1, kernels.DAY_MS)
+    return [*days, last_day + kernels.DAY_MS + LEAD_MS]
+
+
+def replay_columns(index: DeviceIndex, cols: Columns, start_ms: int, end_ms: int,
+                   limits: StateLimits | None = None) -> list[ClosedDay]:
+    """The backfill's computation over readings already in memory: the closed days of `[start_ms, end_ms)`."""
+    bounds = replay_bounds(start_ms, end_ms)
+    ts = cols[1]
+    lead = ts < bounds[0]
+    batches = [(bounds[0] - 1, (cols[0][lead], ts[lead], cols[2][lead], cols[3][lead]))]
+    for a, z in itertools.pairwise(bounds):
+        sel = (ts >= a) & (ts < z)
+        batches.append((z - 1, (cols[0][sel], ts[sel], cols[2][sel], cols[3][sel])))
+    first, last = day_start_ms(start_ms), day_start_ms(end_ms - 1)
+    start = int(ts.min()) if ts.shape[0] else bounds[0]
+    return [d for d in replay(index, batches, min(start, bounds[0] - 1), limits) if first <= d.start_ms <= last]
 
 
 def replay(index: DeviceIndex, batches: list[tuple[int, Columns]], start_ms: int,
@@ -224,8 +244,11 @@ async def backfill(client: httpx.AsyncClient, database: str, index: DeviceIndex,
     last_day = day_start_ms(end_ms - 1)
     result = BackfillResult()
     closed: list[ClosedDay] = []
-    state = StreamState(index, first_day - LEAD_MS, limits, on_day_closed=closed.append)
     pending: list[str] = []
+    lead = await influx.read_anchors(client, database, index, first_day)
+    start = int(lead[1].min()) if lead[1].shape[0] else first_day - 1
+    state = StreamState(index, start, limits, on_day_closed=closed.append)
+    state.update(*lead, now_ms=first_day - 1)
 
     async def emit() -> None:
         for day in closed:
@@ -248,8 +271,9 @@ async def backfill(client: httpx.AsyncClient, database: str, index: DeviceIndex,
         state.update(*cols, now_ms=z - 1)
         result.values += cols[0].shape[0]
         await emit()
-        if progress is not None and a >= first_day:
-            progress(f"backfill {a}: {cols[0].shape[0]} values")
+        if progress is not None:
+            day = datetime.fromtimestamp(a / 1000, BEIJING).date()
+            progress(f"backfill {day}: {cols[0].shape[0]} values")
     state.flush_days()
     await emit()
     if write and pending:

@@ -206,3 +206,20 @@ async def write_gzip(client: httpx.AsyncClient, database: str, lines: list[str])
                           headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
     if r.status_code != 204:
         raise InfluxError(f"InfluxDB write to {database!r} failed: HTTP {r.status_code}: {r.text.strip()}")
+
+
+async def read_anchors(client: httpx.AsyncClient, database: str, index: DeviceIndex, before_ms: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each series' last counter and power reading before `before_ms`, however old (a replay's anchors).
+
+    One `last()` per field (with several selectors InfluxDB would not return the readings' own times).
+
+    Raises:
+        InfluxError: the query failed.
+    """
+    q = ";".join(f'SELECT last("{name}") AS "{name}" FROM "{TELEMETRY_MEASUREMENT}" WHERE time < {before_ms}ms '
+                 'GROUP BY "device"' for name in ENERGY_FIELDS)
+    r = await client.get("/query", params={"db": database, "q": q, "epoch": "ms"})
+    if r.status_code != 200:
+        raise InfluxError(f"InfluxDB query on {database!r} failed: HTTP {r.status_code}: {r.text.strip()}")
+    return parse_telemetry(r.json(), index)

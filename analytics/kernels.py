@@ -49,16 +49,47 @@ def sort_dedupe(sid: np.ndarray, ts: np.ndarray) -> np.ndarray:
     A redelivered point (same series, same ts) replaces the earlier arrival, as writes to the
     database do, so the last arrival of each `(sid, ts)` is kept.
 
+    A counting sort by series (stable, one pass), then each series' run is checked and only sorted
+    by time where it arrived out of order (rare: telemetry arrives nearly in time order). Two
+    comparison sorts of the whole batch cost ~30× more (profiled in bench/analytics.py).
+
     Args:
-        sid: series id per point (int64).
+        sid: series id per point (int64, ≥ 0).
         ts: timestamp per point (int64, ms).
 
     Returns:
         Indices into the inputs (int64), sorted by `(sid, ts)`, one per distinct `(sid, ts)`.
     """
-    by_ts = np.argsort(ts, kind="mergesort")
-    order = by_ts[np.argsort(sid[by_ts], kind="mergesort")]  # stable: arrival order kept within ties
-    n = order.shape[0]
+    n = sid.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    lo = sid.min()
+    m = sid.max() - lo + 1
+    if m > 4 * n + 1024:  # sparse ids: comparison sorts
+        by_ts = np.argsort(ts, kind="mergesort")
+        order = by_ts[np.argsort(sid[by_ts], kind="mergesort")]
+    else:
+        start = np.zeros(m + 1, dtype=np.int64)
+        for i in range(n):
+            start[sid[i] - lo + 1] += 1
+        for j in range(m):
+            start[j + 1] += start[j]
+        pos = start[:m].copy()
+        order = np.empty(n, dtype=np.int64)
+        t_sorted = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            j = sid[i] - lo
+            order[pos[j]] = i
+            t_sorted[pos[j]] = ts[i]
+            pos[j] += 1
+        for j in range(m):
+            a = start[j]
+            b = start[j + 1]
+            for x in range(a + 1, b):
+                if t_sorted[x] < t_sorted[x - 1]:
+                    o = np.argsort(t_sorted[a:b], kind="mergesort")  # stable: arrival order within ties
+                    order[a:b] = order[a:b][o]
+                    break
     keep = np.ones(n, dtype=np.bool_)
     for i in range(n - 1):
         a = order[i]
@@ -108,15 +139,18 @@ def counter_steps(
         `GAP`, or `MISSING` for a point that only sets the anchor.
     """
     n = ts.shape[0]
-    t0 = ts.copy()
-    delta = np.zeros(n)
-    quality = np.zeros(n, dtype=np.int8)
+    t0 = np.empty(n, dtype=np.int64)  # every element written below: no zeroing pass
+    delta = np.empty(n)
+    quality = np.empty(n, dtype=np.int8)
     for i in range(n):
         s = sid[i]
         v = value[i]
         t = ts[i]
         a = anchor_value[s]
         at = anchor_ts[s]
+        t0[i] = t
+        delta[i] = 0.0
+        quality[i] = MISSING
         if np.isnan(a):
             anchor_value[s] = v
             anchor_ts[s] = t

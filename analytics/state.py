@@ -169,7 +169,26 @@ class StreamState:
             field: field code per value (`analytics.devices.FIELD_CODES`, or `F_OTHER`).
             value: the value.
             now_ms: current time (rolls the day before the batch is counted).
+
+        A batch spanning several Beijing days (a catch-up, a replay) is folded one day at a time, each
+        at the end of its day, so steps crossing a midnight are booked before that day closes.
         """
+        if device.shape[0]:
+            first = (int(ts.min()) + kernels.BEIJING_OFFSET_MS) // kernels.DAY_MS
+            last = (int(ts.max()) + kernels.BEIJING_OFFSET_MS) // kernels.DAY_MS
+            if last > first:
+                day = (ts + kernels.BEIJING_OFFSET_MS) // kernels.DAY_MS
+                for d in range(first, last + 1):
+                    sel = day == d
+                    if sel.any():
+                        end = (d + 1) * kernels.DAY_MS - kernels.BEIJING_OFFSET_MS - 1
+                        self._update_one(device[sel], ts[sel], field[sel], value[sel], min(now_ms, end))
+                self.roll_day(now_ms)
+                return
+        self._update_one(device, ts, field, value, now_ms)
+
+    def _update_one(self, device: np.ndarray, ts: np.ndarray, field: np.ndarray, value: np.ndarray,
+                    now_ms: int) -> None:
         self.roll_day(now_ms)
         if device.shape[0] == 0:
             return

@@ -6,12 +6,10 @@ Every route of `api_router` requires a credential (a router-level dependency, so
 
 from __future__ import annotations
 
-import importlib.util
-
 from fastapi import APIRouter, Depends
 
 from api.deps import _access
-from api.routes import admin, auth, devices, enterprises, health, kpi, live, parks, registry_admin
+from api.routes import admin, alerts, auth, devices, enterprises, health, kpi, live, parks, registry_admin, reports
 
 API_PREFIX = "/api/v1"
 
@@ -23,11 +21,8 @@ api_router.include_router(devices.router)
 api_router.include_router(kpi.router)
 api_router.include_router(admin.router)
 api_router.include_router(registry_admin.router)
-# The alerts routes are written by the alerts work; mounted once the module exists.
-if importlib.util.find_spec("api.routes.alerts") is not None:
-    from api.routes import alerts
-
-    api_router.include_router(alerts.router)
+api_router.include_router(alerts.router)
+api_router.include_router(reports.router)
 
 public_router = APIRouter(prefix=API_PREFIX)
 public_router.include_router(auth.public_router)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -105,6 +106,8 @@ class DeviceCoordinator:
         self._offline_backoff = Backoff(base=device.interval_s, cap=max(device.max_backoff_s, device.interval_s))
         self._event_points = {p.point: p for p in template.points if p.event_on_change}
         self._last_state: dict[str, int] = {}
+        # Seconds each recent poll started after its slot (event-loop load shows here first).
+        self.lateness: deque[float] = deque(maxlen=4096)
 
     async def run(self) -> None:
         """Poll until cancelled; slots are `start + k * interval`, so timing errors never accumulate."""
@@ -116,6 +119,7 @@ class DeviceCoordinator:
             delay = next_at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            self.lateness.append(loop.time() - next_at)
             ok = await self.poll_cycle()
             now = loop.time()
             earliest = now if ok else now + self._offline_backoff.next_delay()

@@ -13,12 +13,16 @@ from ingest.acks import Ticket
 
 @dataclass(slots=True)
 class Accepted:
-    """An accepted message: its lines and what is needed to acknowledge or dead-letter it."""
+    """An accepted message: its line protocol and what is needed to acknowledge or dead-letter it.
+
+    The lines stay one `bytes` per message (joined by `\\n`), so no Python object exists per point.
+    """
 
     ticket: Ticket
     topic: str
     payload: bytes
-    lines: list[str]
+    body: bytes
+    points: int
     received_at: float  # monotonic seconds, for the batch latency metric
 
 
@@ -59,7 +63,7 @@ class Batcher:
         if not self._items:
             self._first_at = self._clock()
         self._items.append(item)
-        self._points += len(item.lines)
+        self._points += item.points
         self._changed.set()
 
     def due_in(self) -> float | None:
@@ -77,7 +81,7 @@ class Batcher:
         for item in self._items:
             if taken >= self.max_points:
                 break
-            taken += len(item.lines)
+            taken += item.points
             count += 1
         batch, self._items = self._items[:count], self._items[count:]
         self._points -= taken

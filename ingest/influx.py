@@ -126,7 +126,17 @@ class InfluxWriter:
         Raises:
             WriteRejected: InfluxDB refused (some of) the data (HTTP 400/413).
         """
-        body = "\n".join(lines).encode()
+        await self.write_body("\n".join(lines).encode())
+
+    async def write_body(self, body: bytes) -> None:
+        """Write line protocol already joined by `\\n` (see `write`).
+
+        Args:
+            body: line protocol, timestamps in ms.
+
+        Raises:
+            WriteRejected: InfluxDB refused (some of) the data (HTTP 400/413).
+        """
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if len(body) >= GZIP_MIN_BYTES:
             body = gzip.compress(body, compresslevel=1)  # level 1: ~5x smaller for ~2 ms of CPU per MB

@@ -40,6 +40,7 @@ log = logging.getLogger("ingest")
 KINDS = ("telemetry", "event", "status")
 RECONNECT_BASE_S = 0.5
 RECONNECT_MAX_S = 30.0
+DEFAULT_WRITERS = 2
 
 
 def subscriptions(group: str) -> list[tuple[str, int]]:
@@ -66,11 +67,16 @@ class IngestService:
         metrics_host: address for the metrics endpoint.
         drain_timeout_s: longest a graceful stop waits for the last writes.
         session_expiry_s: how long the broker keeps this worker's session (and its queue) while it is away.
+        writers: concurrent InfluxDB write requests (acknowledgements still go out in arrival order).
     """
 
     def __init__(self, settings: Settings, registry: Registry, *, client_id: str | None = None,
                  metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
-                 drain_timeout_s: float = 10.0, session_expiry_s: int = SESSION_EXPIRY_S) -> None:
+                 drain_timeout_s: float = 10.0, session_expiry_s: int = SESSION_EXPIRY_S,
+                 writers: int = DEFAULT_WRITERS) -> None:
+        if writers < 1:
+            raise ValueError(f"writers must be >= 1, got {writers}")
+        self._writers = writers
         self.settings = settings
         self.client_id = client_id or settings.ingest.client_id
         self.metrics = IngestMetrics()
@@ -200,7 +206,8 @@ class IngestService:
         batcher = Batcher(ingest.batch_points, ingest.batch_interval_s)
         async with asyncio.TaskGroup() as tg:
             receiver = tg.create_task(self._receive(client, acks, batcher), name=f"ingest-receive-{self.client_id}")
-            tg.create_task(self._write_loop(client, writer, acks, batcher), name=f"ingest-write-{self.client_id}")
+            for n in range(self._writers):  # InfluxDB parses one request while the next is being formatted
+                tg.create_task(self._write_loop(client, writer, acks, batcher), name=f"ingest-write{n}-{self.client_id}")
             tg.create_task(self._stop_when_asked(receiver, batcher), name=f"ingest-stop-{self.client_id}")
 
     async def _stop_when_asked(self, receiver: asyncio.Task[None], batcher: Batcher) -> None:
@@ -209,7 +216,7 @@ class IngestService:
         batcher.flush()
 
     async def _receive(self, client: aiomqtt.Client, acks: AckSequencer, batcher: Batcher) -> None:
-        translate = self._translator.translate
+        translate = self._translator.translate_body
         counters = self._kind_counters
         in_flight = self.metrics.in_flight
         async for message in client.messages:
@@ -218,7 +225,7 @@ class IngestService:
             counters.get(topic.rpartition("/")[2], counters["other"]).inc()
             ticket = acks.open(message.mid, message.qos)
             try:
-                lines = translate(topic, payload)
+                body, points = translate(topic, payload)
             except CodecError as exc:
                 await self._dead_letter(client, topic, payload, exc.reason, exc.message)
                 acks.settle(ticket)
@@ -226,8 +233,8 @@ class IngestService:
                 await self._dead_letter(client, topic, payload, Reason.SCHEMA, str(exc))
                 acks.settle(ticket)
             else:
-                if lines:
-                    batcher.add(Accepted(ticket, topic, payload, lines, time.monotonic()))
+                if points:
+                    batcher.add(Accepted(ticket, topic, payload, body, points, time.monotonic()))
                 else:
                     acks.settle(ticket)  # e.g. an online status naming no devices: nothing to store
             in_flight.set(acks.in_flight)
@@ -245,9 +252,8 @@ class IngestService:
 
     async def _write_items(self, client: aiomqtt.Client, writer: InfluxWriter, items: list[Accepted]) -> None:
         """Write `items`; when InfluxDB refuses the data, bisect so only the refused messages are dead-lettered."""
-        lines = [line for item in items for line in item.lines]
         try:
-            await writer.write(lines)
+            await writer.write_body(b"\n".join([item.body for item in items]))
         except WriteRejected as exc:
             if len(items) == 1:
                 reason = Reason.TOO_LARGE if exc.status == 413 else Reason.SCHEMA
@@ -257,7 +263,7 @@ class IngestService:
             await self._write_items(client, writer, items[:half])
             await self._write_items(client, writer, items[half:])
             return
-        self.metrics.points_written.inc(len(lines))
+        self.metrics.points_written.inc(sum(item.points for item in items))
         self.metrics.batches_written.inc()
 
     async def _dead_letter(self, client: aiomqtt.Client, topic: str, payload: bytes, reason: Reason,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ingest.fastpath import telemetry_body
 from ingest.lineproto import float_fields, int_field, series_key, string_field
 from parkmodel.codec import (
     CodecError,
@@ -22,7 +23,7 @@ from parkmodel.codec import (
 )
 from parkmodel.ids import is_valid_id
 from parkmodel.registry import Registry
-from parkmodel.topics import DeviceTopic, DeviceTopicKind, TopicError
+from parkmodel.topics import DeviceTopic, DeviceTopicKind, TopicError, telemetry_topic
 
 TELEMETRY_MEASUREMENT = "telemetry"
 EVENT_MEASUREMENT = "event"
@@ -42,6 +43,7 @@ class _Route:
     # status: empty (one series per reported device).
     series: str
     gateway_devices: tuple[str, ...] = ()
+    series_prefix: bytes = b""  # telemetry: `series` and the space before the fields, as bytes
 
 
 class Translator:
@@ -60,6 +62,31 @@ class Translator:
         self._clock = clock
         # Only topics that resolved are cached, so junk topics cannot grow it beyond the registry's size.
         self._routes: dict[str, _Route] = {}
+        for ref in registry.devices():  # telemetry routes up front: no first-message cost per device
+            self._resolve(telemetry_topic(ref.park.id, ref.enterprise.id, ref.device.id))
+
+    def translate_body(self, topic: str, payload: bytes) -> tuple[bytes, int]:
+        """Validate a message and return its line protocol (lines joined by `\\n`) and its point count.
+
+        Telemetry in compact form takes the fast path (`ingest.fastpath`); anything else is decoded by
+        `parkmodel.codec`, which gives the reason when it is rejected.
+
+        Args:
+            topic: the MQTT topic the message arrived on.
+            payload: the raw MQTT payload.
+
+        Raises:
+            CodecError: with the dead-letter reason.
+        """
+        route = self._routes.get(topic) or self._resolve(topic)
+        if route.kind is DeviceTopicKind.TELEMETRY:
+            now_ms = int(self._clock() * 1000)
+            fast = telemetry_body(route.series_prefix, payload, now_ms - self._window.max_age_ms,
+                                  now_ms + self._window.max_future_ms)
+            if fast is not None:
+                return fast
+        lines = self.translate(topic, payload)
+        return "\n".join(lines).encode(), len(lines)
 
     def translate(self, topic: str, payload: bytes) -> list[str]:
         """Validate a message and return its lines (possibly none, e.g. an empty status).
@@ -105,7 +132,9 @@ class Translator:
         measurement = TELEMETRY_MEASUREMENT if parsed.kind is DeviceTopicKind.TELEMETRY else EVENT_MEASUREMENT
         tags = {"park": parsed.park, "enterprise": parsed.enterprise, "device": parsed.device,
                 "role": ref.device.role.value}
-        return _Route(parsed.kind, parsed.park, parsed.enterprise, parsed.device, series_key(measurement, tags))
+        series = series_key(measurement, tags)
+        return _Route(parsed.kind, parsed.park, parsed.enterprise, parsed.device, series,
+                      series_prefix=f"{series} ".encode())
 
     def _resolve_gateway(self, parsed: DeviceTopic) -> _Route:
         found = self._registry.gateway(parsed.device)

@@ -12,11 +12,15 @@ from typing import Annotated
 
 import typer
 
+from analytics.alerts.cli import app as alerts_app
 from analytics.cli import app as analytics_app
 from api.cli import app as api_app
+from api.cli_users import keys_app, users_app
+from api.grafana import grafana_app
 from edge_agent.cli import app as edge_app
 from ingest.cli import app as ingest_app
 from parkmodel.registry import DEFAULT_REGISTRY, RegistryError, load_registry
+from reports.cli import report as report_command
 from simulators.cli import app as simulate_app
 
 app = typer.Typer(
@@ -28,8 +32,14 @@ app = typer.Typer(
 app.add_typer(edge_app, name="edge", help="Edge agent: poll Modbus devices, publish over MQTT.")
 app.add_typer(ingest_app, name="ingest", help="Ingest: MQTT telemetry into InfluxDB.")
 app.add_typer(analytics_app, name="analytics", help="Analytics: live KPIs, energy, new-energy ratio.")
+app.add_typer(alerts_app, name="alerts", help="Alerts and safety events: rules, notification, escalation.")
 app.add_typer(api_app, name="api", help="API and dashboard.")
 app.add_typer(simulate_app, name="simulate", help="Simulated Modbus devices for demos and tests.")
+app.add_typer(users_app, name="users", help="Dashboard and API users.")
+app.add_typer(keys_app, name="keys", help="API keys for machines and gateways.")
+app.add_typer(grafana_app, name="grafana", help="Grafana provisioning and push.")
+app.command("report", help="Energy and per-mu benefit report of an enterprise or a park (PDF, Excel, HTML).")(
+    report_command)
 
 registry_app = typer.Typer(help="Park registry: parks, enterprises, gateways, devices.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")

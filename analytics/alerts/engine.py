@@ -190,6 +190,7 @@ class AlertEngine:
         self._tasks: asyncio.TaskGroup | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._delivering: dict[str, asyncio.Task[None]] = {}
+        self._target_locks: dict[str, asyncio.Lock] = {}
         self._stack = contextlib.AsyncExitStack()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -672,6 +673,10 @@ class AlertEngine:
 
     async def _deliver(self, target: str) -> None:
         """Deliver a recipient's due notifications in order, stopping at the first failure."""
+        async with self._target_locks.setdefault(target, asyncio.Lock()):  # one sender per recipient here
+            await self._deliver_locked(target)
+
+    async def _deliver_locked(self, target: str) -> None:
         assert self.store is not None
         ttl = int(self.options.lease_ttl_s * 1000)
         while True:

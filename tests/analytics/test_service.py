@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import aiomqtt
 import httpx
@@ -25,8 +26,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def make_settings(broker: RunningService, influx_url: str, influx_db: str, uid: str) -> Settings:
+def make_settings(broker: RunningService, influx_url: str, influx_db: str, uid: str, var_dir: Path) -> Settings:
     return Settings(
+        var_dir=var_dir,
         mqtt=MqttSettings(host=broker.host, port=broker.port),
         influx=InfluxSettings(url=influx_url, database=influx_db),
         analytics=AnalyticsSettings(group=f"a{uid}", client_id=f"analytics-{uid}", publish_interval_s=0.5),
@@ -34,7 +36,7 @@ def make_settings(broker: RunningService, influx_url: str, influx_db: str, uid: 
 
 
 async def test_kpis_published_and_stored_and_restart_keeps_todays_energy(
-    broker: RunningService, influx_url: str, influx_db: str, uid: str
+    broker: RunningService, influx_url: str, influx_db: str, uid: str, tmp_path: Path
 ) -> None:
     registry = make_registry(uid, enterprises=2)
     park, ent, meter, pv = f"p{uid}", f"e{uid}-0", f"m{uid}", f"pv{uid}"
@@ -47,7 +49,7 @@ async def test_kpis_published_and_stored_and_restart_keeps_todays_energy(
         r = await http.post("/write", params={"db": influx_db, "precision": "ms"}, content="\n".join(lines))
         r.raise_for_status()
 
-    settings = make_settings(broker, influx_url, influx_db, uid)
+    settings = make_settings(broker, influx_url, influx_db, uid, tmp_path)
     async with (
         AnalyticsService(settings, registry) as svc,
         aiomqtt.Client(broker.host, broker.port, identifier=f"t-{uid}") as client,
@@ -99,3 +101,33 @@ async def test_kpis_published_and_stored_and_restart_keeps_todays_energy(
     assert series[("park", "")] == pytest.approx(20.0)
     assert series[("enterprise", ent)] == pytest.approx(20.0)
     assert series[("enterprise", f"e{uid}-1")] == 0.0
+
+
+async def test_restart_restores_the_checkpoint_and_catches_up_from_influx(
+    broker: RunningService, influx_url: str, influx_db: str, uid: str, tmp_path: Path
+) -> None:
+    registry = make_registry(uid)
+    park, ent, meter = f"p{uid}", f"e{uid}-0", f"m{uid}"
+    settings = make_settings(broker, influx_url, influx_db, uid, tmp_path)
+    t = now_ms()
+    async with AnalyticsService(settings, registry) as svc:
+        svc.receive(telemetry_topic(park, ent, meter), telemetry_payload(1, [
+            (t - 3000, {"energy_import_kwh": 100.0}), (t - 2000, {"energy_import_kwh": 107.0})]))
+        assert svc.fold() == 2
+        assert svc.compute()[park]["kpi"]["grid_import_today_kwh"] == pytest.approx(7.0)
+    assert svc.checkpoint.exists() and svc.checkpoint.parent == tmp_path  # written on the way out
+    # While the service was down, ingest stored two more readings (+5 kWh); the restart continues from both.
+    lines = [f"telemetry,device={meter},enterprise={ent},park={park},role=grid_meter energy_import_kwh={v} {ts}"
+             for v, ts in ((109.0, t - 1000), (112.0, t))]
+    async with httpx.AsyncClient(base_url=influx_url) as http:
+        (await http.post("/write", params={"db": influx_db, "precision": "ms"}, content="\n".join(lines))
+         ).raise_for_status()
+    async with AnalyticsService(settings, registry) as svc:
+        kpi = svc.compute()[park]["kpi"]
+        assert kpi["grid_import_today_kwh"] == pytest.approx(12.0)
+        assert kpi["contracted_capacity_kw"] == 1000.0
+    # A checkpoint of another registry is ignored with a warning, not trusted.
+    other = make_registry(uid + "x")
+    async with AnalyticsService(make_settings(broker, influx_url, influx_db, uid, tmp_path), other,
+                                checkpoint=svc.checkpoint) as svc2:
+        assert svc2.compute()[f"p{uid}x"]["kpi"]["grid_import_today_kwh"] == 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.api.conftest import ServeFactory
@@ -90,8 +91,6 @@ async def test_lists_show_only_what_the_caller_may_see(serve: ServeFactory, uid:
                                     "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."])
 async def test_every_versioned_route_needs_a_credential(serve: ServeFactory, uid: str, header: str | None) -> None:
     async with serve(scoped_registry(uid)) as api:
-        import httpx
-
         headers = {"Authorization": header} if header else {}
         async with httpx.AsyncClient(base_url=api.url, headers=headers) as client:
             for path, _ in matrix(uid):

@@ -77,6 +77,17 @@ def text_of(park: str, key: str) -> str:
     return f"return document.querySelector('#park-{park} [data-kpi={key}]')?.textContent"
 
 
+async def login(browser: Any, url: str, username: str, password: str) -> None:
+    """Sign in through the login form, as a person would."""
+    await in_thread(browser.get, url + "/")
+    await eventually(browser, "return !document.getElementById('view-login').hidden", bool, "login screen shown")
+    await in_thread(browser.execute_script, f"""
+        document.getElementById('login-user').value = {username!r};
+        document.getElementById('login-pass').value = {password!r};
+        document.getElementById('login-submit').click();""")
+    await eventually(browser, "return document.getElementById('view-login').hidden", bool, f"{username} signed in")
+
+
 async def test_dashboard_shows_live_kpis_and_switches_language(
     serve: ServeFactory, broker: RunningService, browser: Any, uid: str, tmp_path: Path
 ) -> None:
@@ -84,7 +95,8 @@ async def test_dashboard_shows_live_kpis_and_switches_language(
     zero_carbon, otog = f"mengsu-{uid}", f"otog-{uid}"
     async with serve(registry) as api:
         await wait_connected(api)
-        await in_thread(browser.get, api.url + "/")
+        api.store.create_user("ops", "ops-password", "operations")
+        await login(browser, api.url, "ops", "ops-password")
         await eventually(browser, "return document.querySelectorAll('.card').length", lambda n: n == 8, "8 cards")
         await eventually(browser, "return document.getElementById('conn-status').dataset.state",
                          lambda s: s == "live", "connection indicator live")

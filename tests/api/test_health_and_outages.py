@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from deploy.services import RunningService, free_port
 from tests.api.conftest import ServeFactory, api_settings, serve_api, wait_connected
 from tests.conftest import make_registry

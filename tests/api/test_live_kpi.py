@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import aiomqtt
-import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from parkmodel.registry import load_registry
 from tests.api.conftest import ServeFactory
 from tests.conftest import make_registry

@@ -41,12 +41,16 @@ def test_topic_and_registry_rejections(uid: str, topic: str, reason: str) -> Non
 
 def test_rejected_topics_are_not_cached_but_good_ones_are(uid: str) -> None:
     t = translator(uid)
+    registry_topics = set(t._routes)  # telemetry routes of the registry's devices, resolved up front
+    assert f"sp/v1/p{uid}/e{uid}-0/m{uid}/telemetry" in registry_topics
     for n in range(50):
         with pytest.raises(CodecError):
             t.translate(f"sp/v1/p{uid}/e{uid}-0/x{n}/telemetry", b"{}")
     good = f"sp/v1/p{uid}/e{uid}-0/m{uid}/telemetry"
     t.translate(good, telemetry_payload(1, [(NOW_MS, {"active_power_kw": 1})]))
-    assert list(t._routes) == [good]
+    event = f"sp/v1/p{uid}/e{uid}-0/m{uid}/event"
+    t.translate(event, encode({"v": 1, "seq": 0, "ts": NOW_MS, "type": "smoke_alarm"}))
+    assert set(t._routes) == registry_topics | {event}
 
 
 def test_event_line(uid: str) -> None:

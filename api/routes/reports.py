@@ -1,0 +1,202 @@
+"""Reports (PDF, Excel, HTML) and enterprise economic data (read by the enterprise itself, edited by admins).
+
+Scoping is `api.deps`': an enterprise caller gets its own reports and figures only (another enterprise's
+answers 404), park reports are for the operations center and admins, economic data is edited by admins and
+every change lands in the append-only history.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Body, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+
+from analytics.influx import InfluxError
+from api.deps import AdminDep, CallerDep, EnterpriseKpiDep, IdPath, ParkKpiDep, RegistryDep
+from api.errors import ApiError, ErrorCode, invalid
+from reports.economy import FIGURE_KEYS, EconomicRecord, ImportProblems, load_records, validate_rows
+from reports.periods import PeriodError, parse_period
+from reports.render import MEDIA_TYPES, RenderError, render
+from reports.service import build_report
+from reports.store import EconomyStore, NotFound, VersionConflict, economy_path
+
+router = APIRouter(tags=["reports"])
+PeriodQuery = Annotated[str, Query(description="2026-10 (month), 2026 (year) or 2026-10/12m (12 months)")]
+FormatQuery = Annotated[str, Query(alias="format", pattern="^(html|pdf|xlsx)$", description="html, pdf or xlsx")]
+LangQuery = Annotated[str, Query(pattern="^(zh|en)$", description="zh (default) or en")]
+MonthPath = Annotated[str, PathParam(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def _store(request: Request) -> EconomyStore:
+    store = getattr(request.app.state, "economy_store", None)
+    if store is None:
+        store = EconomyStore(economy_path(request.app.state.settings.var_dir))
+        request.app.state.economy_store = store
+    return store  # type: ignore[no-any-return]
+
+
+async def _report(request: Request, kind: str, ident: str, period: str, fmt: str, lang: str,
+                  access: CallerDep, registry: RegistryDep) -> Response:
+    try:
+        the_period = parse_period(period)
+    except PeriodError as exc:
+        raise invalid(str(exc), "period") from None
+    settings = request.app.state.settings
+    cfg = settings.influx
+    auth = (cfg.username, cfg.password.get_secret_value()) if cfg.username and cfg.password else None
+    try:
+        async with httpx.AsyncClient(base_url=cfg.url, timeout=max(cfg.timeout_s, 30.0), auth=auth) as client:
+            report = await build_report(client, cfg.database, registry, _store(request), kind, ident,  # type: ignore[arg-type]
+                                        the_period, visible=access.can_see_enterprise)
+        body = await render(report, fmt, lang)  # type: ignore[arg-type]
+    except httpx.TransportError as exc:
+        raise ApiError(ErrorCode.UNAVAILABLE, f"InfluxDB at {cfg.url} is unreachable: {type(exc).__name__}") from None
+    except InfluxError as exc:
+        raise ApiError(ErrorCode.UPSTREAM_ERROR, str(exc)) from None
+    except RenderError as exc:
+        raise ApiError(ErrorCode.INTERNAL, str(exc)) from None
+    name = f"{kind}-{ident}-{the_period.label.replace('/', '-')}.{fmt}"
+    disposition = "inline" if fmt == "html" else "attachment"
+    return Response(body, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": f'{disposition}; filename="{name}"'})
+
+
+@router.get("/reports/enterprise/{enterprise_id}", response_class=Response)
+async def enterprise_report(request: Request, found: EnterpriseKpiDep, access: CallerDep, registry: RegistryDep,
+                            period: PeriodQuery, fmt: FormatQuery = "html", lang: LangQuery = "zh") -> Response:
+    """An enterprise's energy and per-mu benefit report (the enterprise itself, operations, admins)."""
+    return await _report(request, "enterprise", found[1].id, period, fmt, lang, access, registry)
+
+
+@router.get("/reports/park/{park_id}", response_class=Response)
+async def park_report(request: Request, park: ParkKpiDep, access: CallerDep, registry: RegistryDep,
+                      period: PeriodQuery, fmt: FormatQuery = "html", lang: LangQuery = "zh") -> Response:
+    """A park's report: energy, targets and progress, enterprises' classes, the annual park ranking."""
+    return await _report(request, "park", park.id, period, fmt, lang, access, registry)
+
+
+# ---- economic data ---------------------------------------------------------------------------------------------
+def _visible_enterprises(access: CallerDep, enterprise: str | None) -> list[str] | None:
+    if access.principal.enterprise is not None:  # an enterprise caller: its own figures only
+        if enterprise is not None and enterprise != access.principal.enterprise:
+            return []
+        return [access.principal.enterprise]
+    if access.role.value == "emergency":
+        return []
+    return [enterprise] if enterprise is not None else None
+
+
+@router.get("/economy")
+def list_economy(request: Request, access: CallerDep,
+                 enterprise: Annotated[str | None, Query(description="enterprise id")] = None,
+                 month_from: Annotated[str | None, Query(alias="from", pattern=MONTH.pattern)] = None,
+                 month_to: Annotated[str | None, Query(alias="to", pattern=MONTH.pattern)] = None) -> dict[str, Any]:
+    """Monthly economic figures the caller may see (10⁴ yuan, mu, m², persons)."""
+    ents = _visible_enterprises(access, enterprise)
+    items = [r.as_dict() for r in _store(request).records(ents)
+             if (month_from is None or r.record.month >= month_from) and (month_to is None or r.record.month <= month_to)]
+    return {"items": items, "total": len(items), "fields": list(FIGURE_KEYS)}
+
+
+@router.get("/economy/history")
+def economy_history(request: Request, access: CallerDep,
+                    enterprise: Annotated[str | None, Query()] = None,
+                    month: Annotated[str | None, Query(pattern=MONTH.pattern)] = None,
+                    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+    """Who changed which figures when (newest first)."""
+    ents = _visible_enterprises(access, enterprise)
+    if ents == []:
+        return {"items": []}
+    changes = _store(request).history(ents[0] if ents else None, month, limit)
+    return {"items": [c.as_dict() for c in changes]}
+
+
+@router.post("/economy/import")
+async def import_economy(request: Request, admin: AdminDep, registry: RegistryDep,
+                         filename: Annotated[str, Query(description="original file name: .csv or .xlsx")]) -> dict[str, Any]:
+    """Import a CSV or Excel file (request body = the file). All rows or none; problems name row and column."""
+    known = [e.id for p in registry.parks for e in p.enterprises]
+    data = await request.body()
+    try:
+        records = load_records(FilePath(filename).name, known, data)
+    except ImportProblems as exc:
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"{exc.source}: {len(exc.problems)} problem(s), nothing imported",
+                       [{"row": p.row, "column": p.column, "message": p.message} for p in exc.problems]) from None
+    created, updated, unchanged = _store(request).put_many(records, _who(admin),
+                                                           f"import:{FilePath(filename).name}")
+    return {"rows": len(records), "created": created, "updated": updated, "unchanged": unchanged}
+
+
+@router.get("/economy/{enterprise_id}/{month}")
+def get_economy(request: Request, found: EnterpriseKpiDep, month: MonthPath) -> dict[str, Any]:
+    try:
+        return _store(request).get(found[1].id, month).as_dict()
+    except NotFound as exc:
+        raise ApiError(ErrorCode.NOT_FOUND, str(exc.args[0])) from None
+
+
+@router.put("/economy/{enterprise_id}/{month}")
+def put_economy(request: Request, admin: AdminDep, registry: RegistryDep, enterprise_id: Annotated[str, IdPath],
+                month: MonthPath, body: Annotated[dict[str, Any], Body(description="all figures of the month")],
+                expected_version: Annotated[int | None, Query(ge=0, le=2**62, description="refuse unless at this version")] = None
+                ) -> dict[str, Any]:
+    """Create or replace a month's figures (admins); validated like an import row."""
+    unknown = set(body) - set(FIGURE_KEYS)
+    if unknown:
+        raise invalid(f"unknown field(s) {sorted(unknown)}; expected {list(FIGURE_KEYS)}")
+    record = _validate_one(registry, enterprise_id, month, body)
+    try:
+        return _store(request).put(record, _who(admin), "api", expected_version).as_dict()
+    except VersionConflict as exc:
+        raise ApiError(ErrorCode.CONFLICT, str(exc)) from None
+
+
+@router.patch("/economy/{enterprise_id}/{month}")
+def patch_economy(request: Request, admin: AdminDep, registry: RegistryDep, enterprise_id: Annotated[str, IdPath],
+                  month: MonthPath, body: Annotated[dict[str, Any], Body(description="figures to change")],
+                  expected_version: Annotated[int | None, Query(ge=0, le=2**62)] = None) -> dict[str, Any]:
+    """Change some figures of a month (admins)."""
+    store = _store(request)
+    try:
+        current = store.get(enterprise_id, month)
+    except NotFound as exc:
+        raise ApiError(ErrorCode.NOT_FOUND, str(exc.args[0])) from None
+    unknown = set(body) - set(FIGURE_KEYS)
+    if unknown:
+        raise invalid(f"unknown field(s) {sorted(unknown)}; expected some of {list(FIGURE_KEYS)}")
+    record = _validate_one(registry, enterprise_id, month, current.record.figures() | body)
+    try:
+        return store.put(record, _who(admin), "api",
+                         current.version if expected_version is None else expected_version).as_dict()
+    except VersionConflict as exc:
+        raise ApiError(ErrorCode.CONFLICT, str(exc)) from None
+
+
+@router.delete("/economy/{enterprise_id}/{month}", status_code=204)
+def delete_economy(request: Request, admin: AdminDep, enterprise_id: Annotated[str, IdPath], month: MonthPath) -> Response:
+    try:
+        _store(request).delete(enterprise_id, month, _who(admin), "api")
+    except NotFound as exc:
+        raise ApiError(ErrorCode.NOT_FOUND, str(exc.args[0])) from None
+    return Response(status_code=204)
+
+
+def _validate_one(registry: RegistryDep, enterprise_id: str, month: str, figures: dict[str, Any]) -> EconomicRecord:
+    known = [e.id for p in registry.parks for e in p.enterprises]
+    header = ["enterprise", "month", *FIGURE_KEYS]
+    row: list[object] = [enterprise_id, month, *(figures.get(k) for k in FIGURE_KEYS)]
+    try:
+        return validate_rows([header, row], known, "body")[0]
+    except ImportProblems as exc:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "invalid figures",
+                       [{"field": p.column.split(" ")[0], "message": p.message} for p in exc.problems]) from None
+
+
+def _who(access: CallerDep) -> str:
+    """Who made a change, as the history records it: `user:<name>` or `key:<key id>`."""
+    return f"{access.principal.kind}:{access.principal.subject}"
