@@ -96,9 +96,9 @@ def decode_batch(devices: list[int], payloads: list[bytes], now_ms: int,
             continue
         per_msg.append(len(values) - n0)
         msg_device.append(d)
-    ts_a = np.fromiter(ts, dtype=np.int64, count=len(ts))
-    code_a = np.fromiter(codes, dtype=np.int64, count=len(codes))
-    val_a = np.fromiter(values, dtype=np.float64, count=len(values))
+    ts_a = np.array(ts, dtype=np.int64)  # np.array on a list beats np.fromiter ~2× (py-spy)
+    code_a = np.array(codes, dtype=np.int64)
+    val_a = np.array(values, dtype=np.float64)
     counts = np.asarray(per_msg, dtype=np.int64)
     msg_of = np.repeat(np.arange(counts.shape[0]), counts)
     # One reason per reading, in the codec's order of checks; a message takes its first bad reading's.

@@ -12,11 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+# bench/ holds analytics.py: put the project root first so `import analytics` finds the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deploy.services import influxd, mosquitto
 from deploy.stack import LocalStack
@@ -43,7 +47,7 @@ async def run(trials: int, work: Path, mqtt_port: int, influx_url: str) -> list[
                              var_dir=work / "var")
     latencies = []
     async with LocalStack(settings, registry(), work / "edge", analytics=False) as stack, httpx.AsyncClient(
-            base_url=stack.api_url, timeout=5) as api:
+            base_url=stack.api_url, headers=stack.api_headers, timeout=5) as api:
         assert stack.park is not None
         for trial in range(trials):
             value = 1000.0 + trial + 0.125

@@ -15,7 +15,8 @@ from typing import Any, Self
 import uvicorn
 
 from analytics.service import AnalyticsService
-from api.app import create_app
+from api.app import auth_store_path, create_app
+from api.auth.store import AuthStore
 from deploy.services import free_port
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import GatewayConfig, parse_gateway_config
@@ -76,9 +77,14 @@ class LocalStack:
         self.analytics: AnalyticsService | None = None
         self.edges: list[EdgeAgent] = []
         self.api_url = ""
+        self.api_key = ""  # an operations-center key, sent as `Authorization: Bearer {api_key}`
         self._stack = contextlib.AsyncExitStack()
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
+
+    @property
+    def api_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def edge_configs(self) -> list[GatewayConfig]:
         assert self.park is not None
@@ -95,6 +101,7 @@ class LocalStack:
                 self.analytics = await self._stack.enter_async_context(AnalyticsService(self.settings, self.registry))
                 await self.analytics.wait_subscribed()
             if self._with_api:
+                _, self.api_key = AuthStore(auth_store_path(self.settings)).create_key("local-stack", "operations")
                 port = free_port()
                 config = uvicorn.Config(create_app(self.settings, self.registry), host="127.0.0.1", port=port,
                                         log_level="warning", lifespan="on")

@@ -22,6 +22,7 @@ from ingest.cli import app as ingest_app
 from parkmodel.registry import DEFAULT_REGISTRY, RegistryError, load_registry
 from reports.cli import report as report_command
 from simulators.cli import app as simulate_app
+from simulators.history import history_command
 
 app = typer.Typer(
     name="smartpark",
@@ -35,6 +36,8 @@ app.add_typer(analytics_app, name="analytics", help="Analytics: live KPIs, energ
 app.add_typer(alerts_app, name="alerts", help="Alerts and safety events: rules, notification, escalation.")
 app.add_typer(api_app, name="api", help="API and dashboard.")
 app.add_typer(simulate_app, name="simulate", help="Simulated Modbus devices for demos and tests.")
+simulate_app.command("history", help="Write a realistic history of the demo park straight to InfluxDB.")(
+    history_command)
 app.add_typer(users_app, name="users", help="Dashboard and API users.")
 app.add_typer(keys_app, name="keys", help="API keys for machines and gateways.")
 app.add_typer(grafana_app, name="grafana", help="Grafana provisioning and push.")

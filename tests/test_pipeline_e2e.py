@@ -69,7 +69,7 @@ async def test_register_values_reach_influx_and_api_and_kpis_appear(
         var_dir=tmp_path / "var",
     )
     async with LocalStack(settings, registry, tmp_path / "edge") as stack, httpx.AsyncClient(
-            base_url=stack.api_url, timeout=5.0) as api:
+            base_url=stack.api_url, headers=stack.api_headers, timeout=5.0) as api:
         assert stack.park is not None
         started = time.monotonic()
         for suffix, _, _, point, value in CASES:

@@ -383,9 +383,9 @@ class Rig:
         r = await self.http.post(f"{self.bed.influx_url}/query", data={"q": f'CREATE DATABASE "{self.database}"'})
         r.raise_for_status()
         await self._stack.enter_async_context(self.recorder)
+        self._stack.push_async_callback(self._stop_ingest_processes)
         if self.ingest_process:
             await self.start_ingest_process("ingest-a")
-            self._stack.push_async_callback(self._stop_ingest_processes)
         else:
             await self.start_ingest()
             self._stack.push_async_callback(self.stop_ingest)
@@ -470,6 +470,8 @@ class Rig:
         config = self.bed.settings_file(settings, self.dir / f"{name}.yaml")
         child = ChildProcess(name, smartpark_argv("ingest", "--config", str(config)), self.dir / f"{name}.log")
         before = await self.connects(settings.ingest.client_id)
+        if (old := self.ingest_children.get(name)) is not None:
+            await old.stop()
         await child.start()
         self.ingest_children[name] = child
         await self.wait_until_connected(settings.ingest.client_id, before, f"\n{child.tail()}")
@@ -642,7 +644,7 @@ async def broker_outage(bed: FaultBed, outage_s: float = 5.0, warmup_s: float = 
             await r.wait_until_connected(r.edge_config.mqtt.client_id, edge_connects)
             await asyncio.sleep(2.0)
             await r.start_ingest()
-        recovery = await r.recovery_after(cleared, timeout_s=10 + outage_s)
+        recovery = await r.recovery_after(cleared, timeout_s=5 + outage_s)
         await r.produce(2.0)
         await r.settle()
         res = await r.result(recovery)
