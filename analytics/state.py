@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics import kernels
+from analytics.fold import fold_batch
 from analytics.devices import F_EXPORT, F_IMPORT, F_POWER, N_COUNTERS, DeviceIndex
 
 NO_TS = np.iinfo(np.int64).min
@@ -204,13 +205,7 @@ class StreamState:
             self._count(sid, ts[is_counter], value[is_counter])
 
     def _count(self, sid: np.ndarray, ts: np.ndarray, value: np.ndarray) -> None:
-        order = kernels.sort_dedupe(sid, ts)
-        sid, ts = sid[order], ts[order]
-        t0, delta, quality = kernels.counter_steps(
-            sid, ts, value[order], self.index.modulus, self.limits.counter_max_gap_ms, self.anchor_value,
-            self.anchor_ts,
-        )
-        self._book(sid, t0, ts, delta, quality)
+        self._fold(sid, ts, value, False, self.limits.counter_max_gap_ms, self.anchor_value, self.anchor_ts)
 
     def _integrate(self, device: np.ndarray, ts: np.ndarray, power: np.ndarray) -> None:
         # Import and export series of devices without counters, from power oriented per role.
@@ -226,28 +221,22 @@ class StreamState:
         if not sid_parts:
             return
         sid, ts, p = np.concatenate(sid_parts), np.concatenate(ts_parts), np.concatenate(p_parts)
-        order = kernels.sort_dedupe(sid, ts)
-        sid, ts = sid[order], ts[order]
-        t0, delta, quality = kernels.power_steps(
-            sid, ts, p[order], self.limits.integrate_max_gap_ms, self.power_anchor, self.power_anchor_ts
-        )
-        self._book(sid, t0, ts, delta, quality)
+        self._fold(sid, ts, p, True, self.limits.integrate_max_gap_ms, self.power_anchor, self.power_anchor_ts)
 
-    def _book(self, sid: np.ndarray, t0: np.ndarray, t1: np.ndarray, delta: np.ndarray, quality: np.ndarray) -> None:
-        """Add steps to every window: today, the month, the hourly and the 15-minute (demand) columns."""
-        self.gaps_left_out += kernels.window_total(
-            sid, t0, t1, delta, quality, self.day_start_ms, self.day_start_ms + kernels.DAY_MS, self.today
+    def _fold(self, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, max_gap_ms: int,
+              anchor: np.ndarray, anchor_ts: np.ndarray) -> None:
+        """Take the steps of one batch and add them to every window: today, the month, the hourly and the
+        15-minute (demand) columns (one fused pass, see `analytics.fold`)."""
+        left_out, dropped = fold_batch(
+            sid, ts, value, integrate, self.index.modulus, max_gap_ms, anchor, anchor_ts,
+            self.day_start_ms, self.day_start_ms + kernels.DAY_MS, self.today,
+            self.month_start_ms, self.month_end_ms, self.month,
+            self.first_hour, self.hour_energy, self.hour_covered, self.hour_quality,
+            self.index.demand_row, self.first_quarter, self.quarter_energy, self.quarter_covered,
+            self.quarter_quality,
         )
-        kernels.window_total(sid, t0, t1, delta, quality, self.month_start_ms, self.month_end_ms, self.month)
-        self.dropped_late += kernels.add_to_buckets(
-            sid, t0, t1, delta, quality, np.arange(self.index.n_series), self.first_hour, kernels.HOUR_MS,
-            self.hour_energy, self.hour_covered, self.hour_quality,
-        )
-        if self.index.n_demand:
-            kernels.add_to_buckets(
-                sid, t0, t1, delta, quality, self.index.demand_row, self.first_quarter, kernels.QUARTER_MS,
-                self.quarter_energy, self.quarter_covered, self.quarter_quality,
-            )
+        self.gaps_left_out += left_out
+        self.dropped_late += dropped
 
     def demand(self, now_ms: int, group_of_row: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
         """15-minute demand of groups (enterprises or parks): the last complete window's and the month's peak.

@@ -4,6 +4,11 @@ Starts (or reuses) Mosquitto and influxd with their data under `var/`, then the 
 per simulated enterprise, ingest, analytics and the API, each as its own `smartpark ...` process as in
 production; shows a live status line; stops everything cleanly on Ctrl-C. A second demo on the same
 folder is refused with a clear message.
+
+The broker it starts requires authentication: fresh accounts and passwords are generated on every start
+(`var/mosquitto/auth/`, see deploy/security.py); each edge agent gets its gateway's account in its config
+file (0600) and each cloud service its own account through SMARTPARK_MQTT__USERNAME/PASSWORD in its
+environment, so the ACL limits every process to its own topics.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
+from deploy.security import BrokerAuth, generate_broker_auth
 from deploy.services import ServiceError, influxd, mosquitto, port_answers
 from deploy.stack import gateway_configs
 from parkmodel.registry import Registry, load_registry
@@ -82,16 +88,45 @@ def demo_lock(base_dir: Path) -> Any:
         os.close(fd)
 
 
-def write_configs(base_dir: Path, settings: Settings, registry: Registry, layout: dict[str, Any]) -> list[Path]:
-    """One edge config file per gateway, from the registry and the simulators' address layout."""
+def write_configs(base_dir: Path, settings: Settings, registry: Registry, layout: dict[str, Any],
+                  auth: BrokerAuth | None = None) -> list[Path]:
+    """One edge config file per gateway, from the registry and the simulators' address layout.
+
+    Args:
+        base_dir: the demo's folder (configs go to demo/edge/).
+        settings: broker address.
+        registry: the gateways.
+        layout: device id -> simulator address.
+        auth: broker accounts; each config gets its gateway's (the file is then readable by its owner only).
+    """
     edge_dir = base_dir / "demo" / "edge"
     edge_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for cfg in gateway_configs(registry, settings, layout, edge_dir):
+        if auth is not None:
+            account = auth.gateway(cfg["gateway"])
+            cfg["mqtt"].update(username=account.username, password=account.password)
         path = edge_dir / f"{cfg['gateway']}.yaml"
-        path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
         paths.append(path)
     return paths
+
+
+def service_env(base: dict[str, str], auth: BrokerAuth | None, account: str) -> dict[str, str]:
+    """The environment of a cloud service: its own broker account, when the demo's broker has accounts.
+
+    Args:
+        base: the environment to extend.
+        auth: the broker accounts (None: a broker that was already running; its settings are used as given).
+        account: the service's account name (`ingest`, `analytics`, `api`, ...).
+    """
+    if auth is None:
+        return base
+    a = auth.service(account)
+    return dict(base, SMARTPARK_MQTT__USERNAME=a.username, SMARTPARK_MQTT__PASSWORD=a.password)
 
 
 async def _spawn(child: Child, env: dict[str, str]) -> None:
@@ -146,7 +181,7 @@ async def _wait_for_layout(path: Path, sim: Child, limit_s: float = 60.0) -> dic
 
 
 async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, speed: float, config_path: Path,
-                       info_path: Path, started_at: float) -> int:
+                       info_path: Path, started_at: float, auth: BrokerAuth | None = None) -> int:
     logs = base_dir / "demo" / "logs"
     exe = [sys.executable, "-m", "smartpark.cli"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -162,7 +197,7 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
         _status("[demo] starting simulated devices ...")
         await _spawn(sim, env)
         layout = await _wait_for_layout(layout_path, sim)
-        edge_configs = write_configs(base_dir, settings, registry, layout)
+        edge_configs = write_configs(base_dir, settings, registry, layout, auth)
         services = [
             Child("ingest", [*exe, "ingest", "--config", str(config_path)], logs / "ingest.log"),
             Child("analytics", [*exe, "analytics", "--config", str(config_path)], logs / "analytics.log"),
@@ -172,7 +207,7 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
                  for p in edge_configs]
         for i, child in enumerate([*services, *edges], 1):
             _status(f"[demo] starting {child.name} ({i}/{len(services) + len(edges)}) ...")
-            await _spawn(child, env)
+            await _spawn(child, env if child.name.startswith("edge:") else service_env(env, auth, child.name))
             children.append(child)
         await asyncio.to_thread(info_path.write_text, json.dumps({"pid": os.getpid(), "dashboard": dashboard}))
 
@@ -227,11 +262,16 @@ def run_demo(base_dir: Path = Path("var"), speed: float = 1.0, config: Path | No
     try:
         with demo_lock(base_dir) as info_path, contextlib.ExitStack() as stack:
             m, i = settings.mqtt, settings.influx
+            auth: BrokerAuth | None = None
             if port_answers(m.host, m.port):
-                _say(f"[demo] using the MQTT broker already answering on {m.host}:{m.port}")
+                _say(f"[demo] using the MQTT broker already answering on {m.host}:{m.port} "
+                     "(with the mqtt credentials of the settings, if any)")
             else:
                 _status(f"[demo] starting mosquitto on {m.host}:{m.port} (data in {base_dir}/mosquitto) ...")
-                stack.enter_context(mosquitto(base_dir / "mosquitto", port=m.port, host=m.host))
+                auth = generate_broker_auth(registry, base_dir / "mosquitto" / "auth")
+                stack.enter_context(mosquitto(base_dir / "mosquitto", port=m.port, host=m.host,
+                                              passwd_file=auth.passwd_file, acl_file=auth.acl_file))
+                _say(f"[demo] broker requires accounts; fresh credentials in {auth.credentials_file}")
             host, _, port = i.url.removeprefix("http://").partition(":")
             if port_answers(host, int(port or 8086)):
                 _say(f"[demo] using the InfluxDB already answering at {i.url}")
@@ -240,10 +280,19 @@ def run_demo(base_dir: Path = Path("var"), speed: float = 1.0, config: Path | No
                 stack.enter_context(influxd(base_dir / "influxdb", port=int(port or 8086), host=host))
             config_path = base_dir / "demo" / "smartpark.yaml"
             config_path.parent.mkdir(parents=True, exist_ok=True)
-            config_path.write_text(yaml.safe_dump(json.loads(settings.model_dump_json(exclude_none=True))))
+            data = json.loads(settings.model_dump_json(exclude_none=True))
+            if auth is not None:  # each service gets its own account through its environment instead
+                data["mqtt"].pop("username", None)
+                data["mqtt"].pop("password", None)
+            elif settings.mqtt.password is not None:  # pydantic masks secrets in dumps: keep the real one
+                data["mqtt"]["password"] = settings.mqtt.password.get_secret_value()
+            config_path.unlink(missing_ok=True)
+            fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(yaml.safe_dump(data))
             try:
                 return asyncio.run(_orchestrate(base_dir, settings, registry, speed, config_path, info_path,
-                                                started_at))
+                                                started_at, auth))
             except KeyboardInterrupt:
                 return 0
             finally:
