@@ -84,19 +84,6 @@ def _bucket_add(r: int, a: int, z: int, d: float, q: int, first_bucket: int, wid
     return dropped
 
 
-@njit(cache=True, inline="always")
-def _give_back(s: int, r: int, hc: int, qc: int, cur: np.ndarray, curq: np.ndarray,
-               hour: tuple[np.ndarray, np.ndarray, np.ndarray], quarter: tuple[np.ndarray, np.ndarray, np.ndarray]
-               ) -> None:
-    hour[0][s, hc] = cur[s, 0]
-    hour[1][s, hc] = cur[s, 1]
-    hour[2][s, hc] = curq[s, 0]
-    if r >= 0:
-        quarter[0][r, qc] = cur[s, 2]
-        quarter[1][r, qc] = cur[s, 3]
-        quarter[2][r, qc] = curq[s, 1]
-
-
 @njit(cache=True)
 def late_readings(sid: np.ndarray, ts: np.ndarray, n_series: int) -> np.ndarray:
     """Indices of the readings not newer than an earlier arrival of the same series, sorted by `(sid, ts)`,
@@ -109,133 +96,18 @@ def late_readings(sid: np.ndarray, ts: np.ndarray, n_series: int) -> np.ndarray:
     """
     n = sid.shape[0]
     newest = np.full(n_series, _NO_TS, dtype=np.int64)
-    buf = np.empty(min(n, 1024 + n // 64), dtype=np.int64)
+    buf = np.empty(n, dtype=np.int64)  # not zeroed: only the pages of the late readings get touched
     m = 0
     for i in range(n):
         s = sid[i]
         t = ts[i]
         if t > newest[s]:
             newest[s] = t
-            continue
-        if m == buf.shape[0]:
-            grown = np.empty(min(n, 2 * m), dtype=np.int64)
-            grown[:m] = buf
-            buf = grown
-        buf[m] = i
-        m += 1
+        else:
+            buf[m] = i
+            m += 1
     late = buf[:m]
     return late[sort_dedupe(sid[late], ts[late])]
-
-
-@njit(cache=True, inline="always")
-def _step(integrate: bool, m: float, max_gap_ms: int, s: int, t: int, v: float, anchor_value: np.ndarray,
-          anchor_ts: np.ndarray) -> tuple[int, float]:
-    # One reading of series s against its anchor: kernels.counter_steps / kernels.power_steps for one point.
-    a = anchor_value[s]
-    at = anchor_ts[s]
-    if integrate:
-        if np.isnan(a) or t > at:
-            anchor_value[s] = v
-            anchor_ts[s] = t
-            if not np.isnan(a) and t - at <= max_gap_ms:
-                return INTEGRATED, 0.5 * (a + v) * (t - at) / HOUR_MS
-        return MISSING, 0.0
-    if np.isnan(a):
-        anchor_value[s] = v
-        anchor_ts[s] = t
-        return MISSING, 0.0
-    if t <= at:
-        return MISSING, 0.0
-    d = v - a
-    anchor_ts[s] = t
-    if d < 0.0:
-        if m > 0.0 and -d > 0.5 * m:
-            d += m
-        elif v <= RESET_FRACTION * a:
-            d = v
-        else:
-            return MISSING, 0.0  # noise: keep the higher value as reference
-    anchor_value[s] = v
-    return (GAP if t - at > max_gap_ms else MEASURED), d
-
-
-@njit(cache=True, inline="always")
-def _book_fast(s: int, at: int, t: int, d: float, q: int, has_quarter: bool, today: np.ndarray, month: np.ndarray,
-               cur: np.ndarray, curq: np.ndarray) -> None:
-    # A continuous step inside every window and inside the cells being filled: no division by a width.
-    dt = t - at
-    x = d * dt / dt  # what kernels.window_total / add_to_buckets add for a step wholly inside a window
-    today[s] += x
-    month[s] += x
-    cur[s, 0] += x
-    cur[s, 1] += dt
-    if q > curq[s, 0] and curq[s, 0] != GAP:
-        curq[s, 0] = q
-    if has_quarter:
-        cur[s, 2] += x
-        cur[s, 3] += dt
-        if q > curq[s, 1] and curq[s, 1] != GAP:
-            curq[s, 1] = q
-
-
-@njit(cache=True)
-def _book_slow(s: int, at: int, t: int, d: float, q: int, demand_row: np.ndarray, clock: tuple[int, ...],
-               today: np.ndarray, month: np.ndarray, hour: tuple[np.ndarray, np.ndarray, np.ndarray],
-               quarter: tuple[np.ndarray, np.ndarray, np.ndarray], cells: tuple[np.ndarray, ...],
-               cur: np.ndarray, curq: np.ndarray) -> tuple[int, int]:
-    # Any other step: hand the cells back, book the step with the general rules, take the next cells.
-    day_start, day_end, month_start, month_end, first_hour, first_quarter = clock
-    lo, hi, hcol, qcol = cells
-    r = demand_row[s]
-    if hi[s] != _NO_TS:
-        _give_back(s, r, hcol[s], qcol[s], cur, curq, hour, quarter)
-        hi[s] = _NO_TS
-    left_out = 0
-    dropped = 0
-    if q != MISSING:
-        left_out = _window_add(s, at, t, d, q, day_start, day_end, today)
-        _window_add(s, at, t, d, q, month_start, month_end, month)
-        dropped = _bucket_add(s, at, t, d, q, first_hour, HOUR_MS, hour[0], hour[1], hour[2])
-        if r >= 0:
-            _bucket_add(r, at, t, d, q, first_quarter, QUARTER_MS, quarter[0], quarter[1], quarter[2])
-    _take_cells(s, t, r, clock, hour, quarter, cells, cur, curq)
-    return left_out, dropped
-
-
-@njit(cache=True, inline="always")
-def _take_cells(s: int, t: int, r: int, clock: tuple[int, ...], hour: tuple[np.ndarray, np.ndarray, np.ndarray],
-                quarter: tuple[np.ndarray, np.ndarray, np.ndarray], cells: tuple[np.ndarray, ...], cur: np.ndarray,
-                curq: np.ndarray) -> None:
-    # Cache the cells holding time t (the anchor the next step starts from) if they lie inside today and the month.
-    day_start, day_end, month_start, month_end, first_hour, first_quarter = clock
-    lo, hi, hcol, qcol = cells
-    hb = (t + BEIJING_OFFSET_MS) // HOUR_MS
-    h_lo = hb * HOUR_MS - BEIJING_OFFSET_MS
-    c_lo = max(h_lo, day_start, month_start)
-    c_hi = min(h_lo + HOUR_MS, day_end, month_end)
-    hc = hb - first_hour
-    qc = 0
-    if r >= 0:
-        qb = (t + BEIJING_OFFSET_MS) // QUARTER_MS
-        q_lo = qb * QUARTER_MS - BEIJING_OFFSET_MS
-        c_lo = max(c_lo, q_lo)
-        c_hi = min(c_hi, q_lo + QUARTER_MS)
-        qc = qb - first_quarter
-        if not 0 <= qc < quarter[0].shape[1]:
-            return
-    if c_lo != h_lo or c_hi <= c_lo or not 0 <= hc < hour[0].shape[1] or t < c_lo:
-        return
-    lo[s] = c_lo
-    hi[s] = c_hi
-    hcol[s] = hc
-    qcol[s] = qc
-    cur[s, 0] = hour[0][s, hc]
-    cur[s, 1] = hour[1][s, hc]
-    curq[s, 0] = hour[2][s, hc]
-    if r >= 0:
-        cur[s, 2] = quarter[0][r, qc]
-        cur[s, 3] = quarter[1][r, qc]
-        curq[s, 1] = quarter[2][r, qc]
 
 
 @njit(cache=True)
@@ -293,9 +165,8 @@ def fold_batch(
     """
     n = sid.shape[0]
     n_series = anchor_value.shape[0]
-    clock = (day_start, day_end, month_start, month_end, first_hour, first_quarter)
-    hour = (hour_energy, hour_covered, hour_quality)
-    quarter = (quarter_energy, quarter_covered, quarter_quality)
+    n_hours = hour_energy.shape[1]
+    n_quarters = quarter_energy.shape[1]
     late = late_readings(sid, ts, n_series)
     # Per series: the next late reading to merge (position in `late`) and its time (_END_TS: none left).
     next_late = np.zeros(n_series, dtype=np.int64)
@@ -305,12 +176,16 @@ def fold_batch(
         next_late[s] = p
         next_late_ts[s] = ts[late[p]]
     newest = np.full(n_series, _NO_TS, dtype=np.int64)
-    # Per series, the cells being filled: while steps stay inside `(lo, hi]` (one hourly column, one
-    # 15-minute column, inside today and the month) they are added to these copies; the cells get them back
-    # when a step leaves, so every cell sees the same additions in the same order as the separate kernels.
+    # Per series, the cells being filled: while steps stay inside `(lo, hi]` (one hourly column and, for a
+    # demand series, one 15-minute column) they are added to copies of the cells, which get them back when a
+    # step leaves: every cell sees the same additions in the same order as with the separate kernels.
+    # Day and month edges are hour edges, so a cell lies wholly inside or wholly outside today (`in_day`).
     lo = np.zeros(n_series, dtype=np.int64)
     hi = np.full(n_series, _NO_TS, dtype=np.int64)
-    cells = (lo, hi, np.zeros(n_series, dtype=np.int64), np.zeros(n_series, dtype=np.int64))
+    hcol = np.zeros(n_series, dtype=np.int64)
+    qcol = np.zeros(n_series, dtype=np.int64)
+    in_day = np.zeros(n_series, dtype=np.bool_)
+    in_month = np.zeros(n_series, dtype=np.bool_)
     cur = np.zeros((n_series, 4))  # hour energy, hour covered, quarter energy, quarter covered
     curq = np.zeros((n_series, 2), dtype=np.int8)  # hour quality, quarter quality
     left_out = 0
@@ -332,20 +207,112 @@ def fold_batch(
                 p += 1
                 next_late[s] = p
                 next_late_ts[s] = ts[late[p]] if p < late.shape[0] and sid[late[p]] == s else _END_TS
+            # The step: kernels.counter_steps / kernels.power_steps for one reading.
+            v = value[j]
+            a = anchor_value[s]
             at = anchor_ts[s]
-            q, d = _step(integrate, modulus[s], max_gap_ms, s, tj, value[j], anchor_value, anchor_ts)
+            q = MISSING
+            d = 0.0
+            if integrate:
+                if np.isnan(a) or tj > at:
+                    anchor_value[s] = v
+                    anchor_ts[s] = tj
+                    if not np.isnan(a) and tj - at <= max_gap_ms:
+                        d = 0.5 * (a + v) * (tj - at) / HOUR_MS
+                        q = INTEGRATED
+            elif np.isnan(a):
+                anchor_value[s] = v
+                anchor_ts[s] = tj
+            elif tj > at:
+                d = v - a
+                anchor_ts[s] = tj
+                q = GAP if tj - at > max_gap_ms else MEASURED
+                if d < 0.0:
+                    m = modulus[s]
+                    if m > 0.0 and -d > 0.5 * m:
+                        d += m
+                    elif v <= RESET_FRACTION * a:
+                        d = v
+                    else:
+                        q = MISSING  # noise: keep the higher value as reference
+                if q != MISSING:
+                    anchor_value[s] = v
+            r = demand_row[s]
             if q != MISSING and q != GAP and at >= lo[s] and tj <= hi[s]:
-                _book_fast(s, at, tj, d, q, demand_row[s] >= 0, today, month, cur, curq)
+                # The common case: inside the cells being filled, no division by a window width.
+                dt = tj - at
+                x = d * dt / dt  # what window_total / add_to_buckets add for a step wholly inside a window
+                if in_day[s]:
+                    today[s] += x
+                if in_month[s]:
+                    month[s] += x
+                cur[s, 0] += x
+                cur[s, 1] += dt
+                if q > curq[s, 0] and curq[s, 0] != GAP:
+                    curq[s, 0] = q
+                if r >= 0:
+                    cur[s, 2] += x
+                    cur[s, 3] += dt
+                    if q > curq[s, 1] and curq[s, 1] != GAP:
+                        curq[s, 1] = q
             elif q != MISSING or hi[s] == _NO_TS:
-                lo_, dr_ = _book_slow(s, at, tj, d, q, demand_row, clock, today, month, hour, quarter, cells, cur,
-                                      curq)
-                left_out += lo_
-                dropped += dr_
+                if hi[s] != _NO_TS:  # hand the cells back
+                    hour_energy[s, hcol[s]] = cur[s, 0]
+                    hour_covered[s, hcol[s]] = cur[s, 1]
+                    hour_quality[s, hcol[s]] = curq[s, 0]
+                    if r >= 0:
+                        quarter_energy[r, qcol[s]] = cur[s, 2]
+                        quarter_covered[r, qcol[s]] = cur[s, 3]
+                        quarter_quality[r, qcol[s]] = curq[s, 1]
+                    hi[s] = _NO_TS
+                if q != MISSING:  # the general rules
+                    left_out += _window_add(s, at, tj, d, q, day_start, day_end, today)
+                    _window_add(s, at, tj, d, q, month_start, month_end, month)
+                    dropped += _bucket_add(s, at, tj, d, q, first_hour, HOUR_MS, hour_energy, hour_covered,
+                                           hour_quality)
+                    if r >= 0:
+                        _bucket_add(r, at, tj, d, q, first_quarter, QUARTER_MS, quarter_energy, quarter_covered,
+                                    quarter_quality)
+                # Take the cells holding the anchor's time, where the next step starts.
+                ta = anchor_ts[s]
+                hb = (ta + BEIJING_OFFSET_MS) // HOUR_MS
+                hc = hb - first_hour
+                c_lo = hb * HOUR_MS - BEIJING_OFFSET_MS
+                c_hi = c_lo + HOUR_MS
+                qc = 0
+                ok = 0 <= hc < n_hours
+                if r >= 0:
+                    qb = (ta + BEIJING_OFFSET_MS) // QUARTER_MS
+                    qc = qb - first_quarter
+                    c_lo = qb * QUARTER_MS - BEIJING_OFFSET_MS
+                    c_hi = c_lo + QUARTER_MS
+                    ok = ok and 0 <= qc < n_quarters
+                if ok and not np.isnan(anchor_value[s]):
+                    lo[s] = c_lo
+                    hi[s] = c_hi
+                    hcol[s] = hc
+                    qcol[s] = qc
+                    in_day[s] = day_start <= c_lo < day_end
+                    in_month[s] = month_start <= c_lo < month_end
+                    cur[s, 0] = hour_energy[s, hc]
+                    cur[s, 1] = hour_covered[s, hc]
+                    curq[s, 0] = hour_quality[s, hc]
+                    if r >= 0:
+                        cur[s, 2] = quarter_energy[r, qc]
+                        cur[s, 3] = quarter_covered[r, qc]
+                        curq[s, 1] = quarter_quality[r, qc]
             if j == i or tj == t:
                 break  # i itself was taken, or a later arrival with its timestamp replaced it
     for s in range(n_series):
         if hi[s] != _NO_TS:
-            _give_back(s, demand_row[s], cells[2][s], cells[3][s], cur, curq, hour, quarter)
+            hour_energy[s, hcol[s]] = cur[s, 0]
+            hour_covered[s, hcol[s]] = cur[s, 1]
+            hour_quality[s, hcol[s]] = curq[s, 0]
+            r = demand_row[s]
+            if r >= 0:
+                quarter_energy[r, qcol[s]] = cur[s, 2]
+                quarter_covered[r, qcol[s]] = cur[s, 3]
+                quarter_quality[r, qcol[s]] = curq[s, 1]
     return left_out, dropped
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics import kernels
-from analytics.fold import fold_batch
 from analytics.devices import F_EXPORT, F_IMPORT, F_POWER, N_COUNTERS, DeviceIndex
+from analytics.fold import fold_batch
 
 NO_TS = np.iinfo(np.int64).min
 HOURS_PER_DAY = 24

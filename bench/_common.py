@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import math
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +165,39 @@ def dumps(obj: Any) -> bytes:
 def result(name: str, value: float | str, fmt: str = ".3f") -> None:
     """Print one `name: value` result line."""
     print(f"{name}: {value if isinstance(value, str) else format(value, fmt)}", flush=True)
+
+
+@contextlib.contextmanager
+def ingest_process(env: dict[str, str], metrics_port: int) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-m", "ingest", "--metrics-port", str(metrics_port)], env=env,
+                            cwd=ROOT, stdin=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_metric(url: str, name: str, at_least: float, proc: subprocess.Popen[bytes], timeout: float,
+                poll_s: float = 0.02) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ingest exited with code {proc.returncode}")
+        if prometheus_values(url).get(name, 0.0) >= at_least:
+            return time.perf_counter()
+        time.sleep(poll_s)
+    raise TimeoutError(f"{name} did not reach {at_least} within {timeout} s")
+
+
+def ingest_env(registry_path: Path, mq_port: int, influx_url: str, db: str, tag: str) -> dict[str, str]:
+    return subprocess_env(
+        SMARTPARK_REGISTRY=str(registry_path), SMARTPARK_LOG_LEVEL="WARNING",
+        SMARTPARK_MQTT__PORT=str(mq_port), SMARTPARK_INFLUX__URL=influx_url, SMARTPARK_INFLUX__DATABASE=db,
+        SMARTPARK_INGEST__GROUP=f"g{tag}", SMARTPARK_INGEST__CLIENT_ID=f"ingest-{tag}",
+    )

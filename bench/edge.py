@@ -33,7 +33,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aiomqtt
 from _common import ROOT, median, percentile, result, subprocess_env
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pymodbus.client import AsyncModbusTcpClient
 
 from deploy.services import free_port, mosquitto, port_answers
@@ -146,6 +149,18 @@ async def edge_run(cfg: dict[str, object], seconds: float, warmup_s: float) -> t
     return published / elapsed, polls / elapsed, lateness
 
 
+async def park_a_subscriber(mq_port: int) -> None:
+    """A persistent session subscribed to the bench's telemetry, then disconnected: the broker queues for it, so
+    every publish has a matching subscriber (the edge agent keeps readings whose PUBACK says "no matching
+    subscribers") and no consumer competes with the agent for the CPU."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    client = aiomqtt.Client("127.0.0.1", mq_port, identifier="bench-edge-sink", protocol=aiomqtt.ProtocolVersion.V5,
+                            clean_start=False, properties=props)
+    async with client:
+        await client.subscribe("sp/v1/bench/#", qos=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=1000)
@@ -172,6 +187,7 @@ def main() -> None:
         ports = json.loads(servers.stdout.readline())
         assert all(port_answers("127.0.0.1", p) for p in ports)
         with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp) / "mq") as mq:
+            asyncio.run(park_a_subscriber(mq.port))
             for r in range(args.repeats):
                 raw = asyncio.run(raw_rate(ports, units, args.seconds))
                 cfg = agent_config(ports, units, mq.port, Path(tmp) / f"store{r}.sqlite", 0.05, f"s{r}")

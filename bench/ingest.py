@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -41,19 +39,19 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiomqtt
 from _common import (
-    ROOT,
     big_registry,
     device_topics,
     influx_count,
     influx_create,
     influx_query,
+    ingest_env,
+    ingest_process,
     median,
     meter_fields,
     percentile,
-    prometheus_values,
     raw_influx_write,
     result,
-    subprocess_env,
+    wait_metric,
     write_yaml,
 )
 
@@ -82,42 +80,6 @@ async def publish_all(host: str, port: int, messages: list[tuple[str, bytes]], c
     async with client:
         for i in range(0, len(messages), concurrency):
             await asyncio.gather(*(client.publish(t, p, qos=1) for t, p in messages[i:i + concurrency]))
-
-
-@contextlib.contextmanager
-def ingest_process(env: dict[str, str], metrics_port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-m", "ingest", "--metrics-port", str(metrics_port)], env=env,
-                            cwd=ROOT, stdin=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def wait_metric(url: str, name: str, at_least: float, proc: subprocess.Popen[bytes], timeout: float,
-                poll_s: float = 0.02) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ingest exited with code {proc.returncode}")
-        if prometheus_values(url).get(name, 0.0) >= at_least:
-            return time.perf_counter()
-        time.sleep(poll_s)
-    raise TimeoutError(f"{name} did not reach {at_least} within {timeout} s")
-
-
-def ingest_env(registry_path: Path, mq_port: int, influx_url: str, db: str, tag: str) -> dict[str, str]:
-    return subprocess_env(
-        SMARTPARK_REGISTRY=str(registry_path), SMARTPARK_LOG_LEVEL="WARNING",
-        SMARTPARK_MQTT__PORT=str(mq_port), SMARTPARK_INFLUX__URL=influx_url, SMARTPARK_INFLUX__DATABASE=db,
-        SMARTPARK_INGEST__GROUP=f"g{tag}", SMARTPARK_INGEST__CLIENT_ID=f"ingest-{tag}",
-    )
 
 
 def warm_series(influx_url: str, db: str, series: list[str], ts_ms: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+_SHARED_RNG = random.Random()
+
 
 @dataclass
 class Backoff:
@@ -23,7 +25,8 @@ class Backoff:
     cap: float = 60.0
     factor: float = 2.0
     failures: int = 0
-    _rng: random.Random = field(default_factory=random.Random, repr=False)
+    # One shared generator: seeding a new Random per instance reads os.urandom, measurable per poll.
+    _rng: random.Random = field(default=_SHARED_RNG, repr=False)
 
     def next_delay(self) -> float:
         """Record one more failure and return how long to wait before the next attempt."""

@@ -108,10 +108,12 @@ class DeviceCoordinator:
         self._last_state: dict[str, int] = {}
         # Seconds each recent poll started after its slot (event-loop load shows here first).
         self.lateness: deque[float] = deque(maxlen=4096)
+        self._polls_ok = POLLS.labels(device.id, "ok")  # resolved once: a label lookup per poll adds up
 
     async def run(self) -> None:
         """Poll until cancelled; slots are `start + k * interval`, so timing errors never accumulate."""
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
         interval = self.device.interval_s
         start = loop.time()
         next_at = start
@@ -121,6 +123,10 @@ class DeviceCoordinator:
                 await asyncio.sleep(delay)
             self.lateness.append(loop.time() - next_at)
             ok = await self.poll_cycle()
+            if task is not None and task.cancelling():
+                # pymodbus can swallow a CancelledError that lands inside a request; without this check
+                # the poller would carry on and the agent's shutdown (gather of pollers) would hang.
+                raise asyncio.CancelledError
             now = loop.time()
             earliest = now if ok else now + self._offline_backoff.next_delay()
             if ok:
@@ -150,7 +156,7 @@ class DeviceCoordinator:
 
     async def _read(self, block: ReadBlock) -> list[int]:
         attempts = 1 + (self.device.retries if self.health.online else 0)
-        backoff = Backoff(base=min(0.05, self.device.timeout_s), cap=self.device.timeout_s)
+        backoff: Backoff | None = None  # built only on a retry: the happy path allocates nothing
         for attempt in range(attempts):
             try:
                 return await self.link.read(block.function, block.address, block.count,
@@ -158,6 +164,7 @@ class DeviceCoordinator:
             except ModbusReadError:
                 if attempt + 1 >= attempts:
                     raise
+                backoff = backoff or Backoff(base=min(0.05, self.device.timeout_s), cap=self.device.timeout_s)
                 await asyncio.sleep(backoff.next_delay())
         raise AssertionError("unreachable")
 
@@ -187,7 +194,7 @@ class DeviceCoordinator:
         return Reading(device=self.device.id, ts_ms=ts, fields=fields, flagged=flagged, events=tuple(events))
 
     def _succeeded(self, ts: int) -> None:
-        POLLS.labels(self.device.id, "ok").inc()
+        self._polls_ok.inc()
         h = self.health
         changed = not h.online or h.error != ""
         h.online, h.last_ok_ts, h.error = True, ts, ""

@@ -11,6 +11,7 @@ tests. When the queue reaches `max_rows` the oldest telemetry is dropped first; 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -77,6 +78,9 @@ class ReadingStore:
         self._db.executescript(_SCHEMA)
         self.depth: int = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         self.dropped = 0
+        self._acks_ids: list[int] = []
+        self._acks_seq: dict[tuple[str, Kind], int] = {}
+        self._acks_scheduled = False
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -104,6 +108,27 @@ class ReadingStore:
                 self.dropped += gone
         return int(cur.lastrowid or 0)
 
+    def append_many(self, rows: list[tuple[str, Kind, int, dict[str, Any]]]) -> None:
+        """Queue several readings or events in one transaction (one commit instead of one per row).
+
+        Args:
+            rows: `(device, kind, ts_ms, body)` in arrival order.
+        """
+        if not rows:
+            return
+        with self._transaction() as db:
+            db.executemany("INSERT INTO outbox (device, kind, ts_ms, body) VALUES (?, ?, ?, ?)",
+                           [(device, kind.value, ts_ms, _encoder.encode(body)) for device, kind, ts_ms, body in rows])
+            self.depth += len(rows)
+            if self.depth > self.max_rows:
+                excess = self.depth - self.max_rows
+                gone = db.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE kind = ? ORDER BY id LIMIT ?)",
+                    (Kind.TELEMETRY.value, excess),
+                ).rowcount
+                self.depth -= gone
+                self.dropped += gone
+
     def fetch(self, after_id: int, upto_id: int | None = None, limit: int = 500) -> list[StoredItem]:
         """Rows with `after_id < id <= upto_id`, oldest first."""
         rows = self._db.execute(
@@ -118,13 +143,40 @@ class ReadingStore:
     def ack(self, ids: Iterable[int], next_seq: dict[tuple[str, Kind], int]) -> None:
         """Delete acknowledged rows and persist the sequence counters they advanced, atomically."""
         with self._transaction() as db:
-            for row_id in ids:
-                self.depth -= db.execute("DELETE FROM outbox WHERE id = ?", (row_id,)).rowcount
+            before = db.total_changes
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(row_id,) for row_id in ids])
+            self.depth -= db.total_changes - before
             db.executemany(
                 "INSERT INTO seq (device, kind, next) VALUES (?, ?, ?) "
                 "ON CONFLICT (device, kind) DO UPDATE SET next = max(next, excluded.next)",
                 [(device, kind.value, n) for (device, kind), n in next_seq.items()],
             )
+
+    def ack_soon(self, ids: Iterable[int], next_seq: dict[tuple[str, Kind], int]) -> None:
+        """`ack`, deferred to the end of the current event-loop iteration and merged with the other acks of it.
+
+        Many PUBACKs arrive in one iteration; one transaction for all of them instead of one each. A crash in
+        between only means those rows are sent again (at-least-once, the cloud overwrites duplicates).
+
+        Args:
+            ids: rows carried by an acknowledged message.
+            next_seq: the sequence counters it advanced.
+        """
+        self._acks_ids.extend(ids)
+        for key, n in next_seq.items():
+            self._acks_seq[key] = max(n, self._acks_seq.get(key, 0))
+        if not self._acks_scheduled:
+            self._acks_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush_acks)
+
+    def flush_acks(self) -> None:
+        """Apply the acknowledgements queued by `ack_soon` (called by the loop, and before closing)."""
+        self._acks_scheduled = False
+        if not self._acks_ids and not self._acks_seq:
+            return
+        ids, seqs = self._acks_ids, self._acks_seq
+        self._acks_ids, self._acks_seq = [], {}
+        self.ack(ids, seqs)
 
     def load_seqs(self) -> dict[tuple[str, Kind], int]:
         """The next sequence number of each (device, kind) published so far."""
@@ -135,4 +187,6 @@ class ReadingStore:
         return {k: n for k, n in self._db.execute("SELECT kind, count(*) FROM outbox GROUP BY kind")}
 
     def close(self) -> None:
+        if self._acks_ids or self._acks_seq:
+            self.flush_acks()
         self._db.close()

@@ -129,22 +129,30 @@ class HistoryGenerator:
         self._end_counters = [dict(s.sim.counters) for s in self.series]
         self._offset: list[dict[str, float]] = []
 
-    def _simulate(self, start_s: int, n: int) -> list[np.ndarray]:
-        """Step `n` times from `start_s`; per device a `(n, points)` array of true (unrounded) values."""
-        out = [np.zeros((n, len(s.points))) for s in self.series]
+    def _simulate(self, start_s: int, n: int, *, record: bool = True) -> list[np.ndarray]:
+        """Step `n` times from `start_s`; per device a `(n, points)` array of true (unrounded) values.
+
+        Without `record` only the counters advance (the measuring pass): nothing is copied out and the
+        safety devices, whose values feed no counter and whose generators no meter shares, are not stepped.
+        """
+        out = [np.zeros((n, len(s.points))) for s in self.series] if record else []
         dt_h = self.plan.step_s / 3600
+        # Per device, where each column comes from: its counters dict or its values dict.
+        sources = [[(name in s.sim.counters, name) for name in (p.point for p in s.points)] for s in self.series]
         for k in range(n):
             ts = start_s + k * self.plan.step_s
             for w in self.weather.values():
                 w.step(ts, dt_h if ts > self.plan.start_s else 0.0)
             for park_id, ent in self.enterprises:
-                ent.step(ts, dt_h if ts > self.plan.start_s else 0.0, self.weather[park_id])
-            for s, rows in zip(self.series, out, strict=True):
+                if record:
+                    ent.step(ts, dt_h if ts > self.plan.start_s else 0.0, self.weather[park_id])
+                else:
+                    _step_counters(ent, ts, dt_h if ts > self.plan.start_s else 0.0, self.weather[park_id])
+            if not record:
+                continue
+            for s, rows, src in zip(self.series, out, sources, strict=True):
                 v, c = s.sim.values, s.sim.counters
-                row = rows[k]
-                for j, p in enumerate(s.points):
-                    name = p.point
-                    row[j] = c[name] if name in c else v.get(name, 0.0)
+                rows[k] = [c[name] if is_counter else v.get(name, 0.0) for is_counter, name in src]
         return out
 
     def _counter_offsets(self) -> None:
@@ -154,7 +162,7 @@ class HistoryGenerator:
         so `plan_history` runs the (deterministic, seeded) physics twice: this pass only measures.
         """
         for day in self._days():
-            self._simulate(*day)
+            self._simulate(*day, record=False)
         self._offset = [{name: end[name] - s.sim.counters[name] for name in end}
                         for s, end in zip(self.series, self._end_counters, strict=True)]
 
@@ -179,16 +187,29 @@ class HistoryGenerator:
                         # Below zero the meter had not been fitted yet: an older meter read far higher (a reset).
                         col = np.where(col < 0, col + max(1e6, 4 * abs(offsets[p.point])), col)
                     cols.append(_as_read(p, col))
-                names = [p.point for p in s.points]
-                table = np.column_stack(cols).tolist()
+                # Format column by column (one repr per value), then glue each row's fields.
+                texts = [[f"{p.point}={v!r}" for v in col.tolist()] for p, col in zip(s.points, cols, strict=True)]
                 prefix = f"telemetry,{s.tags} "
-                for t, row in zip((ts_ms + s.offset_ms).tolist(), table, strict=True):
-                    out.append(prefix + ",".join(f"{k}={v!r}" for k, v in zip(names, row, strict=True))
-                               + f" {t}")
+                stamps = [f" {t}" for t in (ts_ms + s.offset_ms).tolist()]
+                out.extend(prefix + ",".join(fields) + t for *fields, t in zip(*texts, stamps, strict=True))
             yield start_s, out
 
     def _offset_or_zero(self) -> list[dict[str, float]]:
         return self._offset or [dict.fromkeys(s.sim.counters, 0.0) for s in self.series]
+
+
+def _step_counters(ent: EnterpriseSim, ts: float, dt_h: float, weather: Weather) -> None:
+    """`EnterpriseSim.step` without the safety devices (copied from simulators/model.py, the same order of random
+    draws for every meter): the counters advance exactly as in the full step."""
+    load_kw, load_kvar = ent._loads(ts, dt_h)
+    gen_kw = ent._generation(ts, weather, dt_h)
+    green_kw = ent._green_supply(ts, weather, dt_h, max(0.0, load_kw - gen_kw))
+    storage_kw = ent._storage(ts, dt_h, load_kw, gen_kw + green_kw)
+    ent._grid(weather, dt_h, load_kw - gen_kw - green_kw - storage_kw, load_kvar)
+    ent._utilities(ts, dt_h, load_kw)
+    for d in ent.devices:
+        if "frequency_hz" in d.point_names:
+            d.values["frequency_hz"] = weather.frequency_hz + d.rng.gauss(0.0, 0.002)
 
 
 def plan_history(registry: Registry, days: float, *, end_s: float | None = None, step_s: int = MINUTE_S,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,9 +30,9 @@ def _state() -> dict[str, np.ndarray]:
 
 
 DEMAND_ROW = np.array([0, -1, 1, -1], dtype=np.int64)
-WINDOWS = {"day": (T0 + 3 * k.HOUR_MS, T0 + 27 * k.HOUR_MS), "month": (T0 - 30 * k.DAY_MS, T0 + 3 * k.HOUR_MS),
+WINDOWS = {"day": (T0 + 3 * k.HOUR_MS, T0 + 27 * k.HOUR_MS), "month": (T0 + 3 * k.HOUR_MS - 29 * k.DAY_MS, T0 + 27 * k.HOUR_MS + k.DAY_MS),
            "first_hour": (T0 - 21 * k.HOUR_MS + k.BEIJING_OFFSET_MS) // k.HOUR_MS,
-           "first_quarter": (T0 - 30 * k.DAY_MS + k.BEIJING_OFFSET_MS) // k.QUARTER_MS}
+           "first_quarter": (T0 + 3 * k.HOUR_MS - 29 * k.DAY_MS + k.BEIJING_OFFSET_MS) // k.QUARTER_MS}
 
 
 def separate(st_: dict[str, np.ndarray], sid: np.ndarray, ts: np.ndarray, v: np.ndarray, integrate: bool,
@@ -92,7 +94,7 @@ def batches(draw: st.DrawFn) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     value = np.array([r[2] for r in arr], dtype=np.float64)
     cuts = sorted(draw(st.lists(st.integers(0, len(arr)), max_size=4)))
     edges = [0, *cuts, len(arr)]
-    return [(sid[a:z], ts[a:z], value[a:z]) for a, z in zip(edges[:-1], edges[1:], strict=True)]
+    return [(sid[a:z], ts[a:z], value[a:z]) for a, z in itertools.pairwise(edges)]
 
 
 @settings(max_examples=200, deadline=None)

@@ -202,8 +202,9 @@ class Recorder:
     A persistent MQTT 5 session (reconnecting), so a broker restart loses nothing it should have seen.
     """
 
-    def __init__(self, bed: FaultBed) -> None:
+    def __init__(self, bed: FaultBed, *, telemetry: bool = True) -> None:
         self.bed = bed
+        self.telemetry = telemetry
         self.deliveries: Counter[Key] = Counter()
         self.fields: dict[Key, dict[str, float]] = {}
         self.first_seen: dict[Key, float] = {}
@@ -237,7 +238,10 @@ class Recorder:
                                           username=account.username, password=account.password,
                                           protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
                                           keepalive=5) as client:
-                    await client.subscribe([(f"sp/v1/{self.bed.park}/+/+/telemetry", 1), (f"{DEAD_LETTER_ROOT}/#", 1)])
+                    topics = [(f"{DEAD_LETTER_ROOT}/#", 1)]
+                    if self.telemetry:
+                        topics.append((f"sp/v1/{self.bed.park}/+/+/telemetry", 1))
+                    await client.subscribe(topics)
                     self.subscribed.set()
                     async for message in client.messages:
                         self._take(message.topic.value, bytes(message.payload))  # type: ignore[arg-type]
@@ -342,10 +346,11 @@ class Rig:
         edge_process: run the edge agent as a `smartpark edge` process (else in this loop, recording).
         ingest_process: run ingest as a `smartpark ingest` process (else in this loop).
         edge_via_proxy: the edge reaches the broker through a `TcpProxy` (`rig.proxy`).
+        observe_telemetry: the recorder also subscribes to telemetry (a plain, non-shared subscriber).
     """
 
     def __init__(self, bed: FaultBed, name: str, *, edge_process: bool = False, ingest_process: bool = False,
-                 edge_via_proxy: bool = False) -> None:
+                 edge_via_proxy: bool = False, observe_telemetry: bool = True) -> None:
         self.bed = bed
         self.name = name
         self.dir = bed.work_dir / name
@@ -361,7 +366,7 @@ class Rig:
         self.ingest: IngestService | None = None
         self.ingest_children: dict[str, ChildProcess] = {}
         self.proxy: TcpProxy | None = None
-        self.recorder = Recorder(bed)
+        self.recorder = Recorder(bed, telemetry=observe_telemetry)
         self.http = httpx.AsyncClient(timeout=5.0)
         self.edge_config: GatewayConfig | None = None
         self.edge_config_file = self.dir / "edge.yaml"
@@ -610,17 +615,22 @@ BrokerOrder = Literal["natural", "ingest_first", "edge_first"]
 
 
 async def broker_outage(bed: FaultBed, outage_s: float = 5.0, warmup_s: float = 3.0,
-                        order: BrokerOrder = "natural") -> ScenarioResult:
+                        order: BrokerOrder = "natural", observer: bool = False) -> ScenarioResult:
     """The broker is stopped (SIGTERM: it saves its persistence) for `outage_s`, then started again.
 
     Mosquitto 2.0.11 restores persistent sessions but not their *shared* subscriptions, so until ingest
     has re-subscribed nobody receives telemetry, and the broker answers the edge's publishes with PUBACK
-    reason 0x10 (no matching subscribers), which the edge takes as delivered. `order` decides who is back
-    first: "natural" (both reconnect on their own backoff: the bench), "ingest_first" (the edge's link is
-    held down until ingest has re-subscribed), "edge_first" (ingest comes back 2 s after the edge).
+    reason 0x10 (no matching subscribers); the edge keeps such readings queued and sends them again
+    (edge_agent/puback.py). `order` decides who is back first: "natural" (both reconnect on their own
+    backoff: the bench), "ingest_first" (the edge's link is held down until ingest has re-subscribed),
+    "edge_first" (ingest comes back 2 s after the edge). With `observer`, a plain (non-shared) telemetry
+    subscriber is present too: the broker then delivers to it alone until ingest is back, acknowledging the
+    edge with success, and what ingest missed is lost — a Mosquitto 2.0.11 limitation no client can see.
     """
     name = "broker_outage" if order == "natural" else f"broker_outage_{order}"
-    async with rig(bed, name, edge_via_proxy=order == "ingest_first") as r:
+    if observer:
+        name += "_observer"
+    async with rig(bed, name, edge_via_proxy=order == "ingest_first", observe_telemetry=observer) as r:
         await r.produce(warmup_s)
         assert r.edge_config is not None and r.ingest is not None
         ingest_id = r.ingest.client_id

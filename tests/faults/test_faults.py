@@ -29,14 +29,22 @@ async def test_broker_outage_when_ingest_resubscribes_first(bed: FaultBed) -> No
     assert res.recovery_s is not None and res.recovery_s < 10
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "edge_agent/publisher.py takes every PUBACK as delivered; after a restart Mosquitto 2.0.11 has forgotten "
-    "ingest's shared subscription (persisted sessions come back without their $share subscriptions), so until "
-    "ingest re-subscribes it answers the edge's backlog with PUBACK reason 0x10 'No matching subscribers' and "
-    "the edge deletes those readings from its store: all readings queued during the outage and published "
-    "before ingest is back are lost"))
+# After a restart Mosquitto 2.0.11 restores ingest's session without its $share subscription, and answers the
+# edge's backlog with PUBACK 0x10 "no matching subscribers" until ingest re-subscribes: the edge keeps those
+# readings queued (edge_agent/puback.py) and sends them again once someone is subscribed.
 async def test_broker_outage_when_edge_reconnects_first(bed: FaultBed) -> None:
     res = await scenarios.broker_outage(bed, outage_s=5.0, order="edge_first")
+    assert res.sent > 20
+    assert res.lost == 0, f"{res.lost} of {res.sent} lost, from {res.notes['lost_s_after_stop']} s after the stop"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Mosquitto 2.0.11 limitation: after a restart it has forgotten ingest's $share subscription; a plain "
+    "(non-shared) telemetry subscriber that is back first makes the broker acknowledge the edge's backlog "
+    "with success and deliver it to that subscriber alone, so what ingest missed until it re-subscribed is "
+    "lost. Closing it needs a broker that persists shared subscriptions or seq-gap replay from the edge."))
+async def test_broker_outage_with_a_plain_observer_loses_what_ingest_missed(bed: FaultBed) -> None:
+    res = await scenarios.broker_outage(bed, outage_s=5.0, order="edge_first", observer=True)
     assert res.sent > 20
     assert res.lost == 0, f"{res.lost} of {res.sent} lost, from {res.notes['lost_s_after_stop']} s after the stop"
 
