@@ -28,6 +28,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
+from deploy.demo_accounts import demo_logins, format_logins, status_key, write_logins
 from deploy.security import BrokerAuth, generate_broker_auth
 from deploy.services import ServiceError, influxd, mosquitto, port_answers
 from deploy.stack import gateway_configs
@@ -43,6 +44,7 @@ class Child:
     name: str
     argv: list[str]
     log_path: Path
+    oneshot: bool = False  # a task that ends (history, backfill), not a service
     process: asyncio.subprocess.Process | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -180,8 +182,34 @@ async def _wait_for_layout(path: Path, sim: Child, limit_s: float = 60.0) -> dic
     raise RuntimeError(f"simulators did not write their layout to {path} within {limit_s:.0f} s")
 
 
+def _history_children(exe: list[str], settings: Settings, days: int, logs: Path) -> list[Child]:
+    """At first start: months of simulated history straight into InfluxDB, then the energy rollups over it."""
+    if days <= 0 or _has_history(settings):
+        return []
+    today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+    first = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600 - days * 86400))
+    return [
+        Child("history", [*exe, "simulate", "history", "--days", str(days), "--registry", str(settings.registry),
+                          "--influx-url", settings.influx.url, "--database", settings.influx.database],
+              logs / "history.log", oneshot=True),
+        Child("backfill", [*exe, "analytics", "backfill", "--from", first, "--to", today, "--config",
+                           str(settings.var_dir / "demo" / "smartpark.yaml")], logs / "backfill.log", oneshot=True),
+    ]
+
+
+def _has_history(settings: Settings) -> bool:
+    """Whether the database already holds readings older than a day (a previous demo wrote history)."""
+    q = "SELECT count(active_power_kw) FROM telemetry WHERE time < now() - 1d"
+    try:
+        r = httpx.get(f"{settings.influx.url}/query", params={"db": settings.influx.database, "q": q}, timeout=5)
+        return bool(r.json()["results"][0].get("series"))
+    except (httpx.HTTPError, ValueError, KeyError, IndexError):
+        return False
+
+
 async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, speed: float, config_path: Path,
-                       info_path: Path, started_at: float, auth: BrokerAuth | None = None) -> int:
+                       info_path: Path, started_at: float, auth: BrokerAuth | None = None,
+                       history_days: int = 0) -> int:
     logs = base_dir / "demo" / "logs"
     exe = [sys.executable, "-m", "smartpark.cli"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -201,6 +229,7 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
         services = [
             Child("ingest", [*exe, "ingest", "--config", str(config_path)], logs / "ingest.log"),
             Child("analytics", [*exe, "analytics", "--config", str(config_path)], logs / "analytics.log"),
+            Child("alerts", [*exe, "alerts", "--config", str(config_path)], logs / "alerts.log"),
             Child("api", [*exe, "api", "--config", str(config_path)], logs / "api.log"),
         ]
         edges = [Child(f"edge:{p.stem}", [*exe, "edge", "--config", str(p)], logs / f"edge-{p.stem}.log")
@@ -210,11 +239,29 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
             await _spawn(child, env if child.name.startswith("edge:") else service_env(env, auth, child.name))
             children.append(child)
         await asyncio.to_thread(info_path.write_text, json.dumps({"pid": os.getpid(), "dashboard": dashboard}))
+        logins = await asyncio.to_thread(demo_logins, settings, registry)
+        await asyncio.to_thread(write_logins, base_dir / "demo" / "logins.txt", logins)
+        key = await asyncio.to_thread(status_key, settings)
+        history = await asyncio.to_thread(_history_children, exe, settings, history_days, logs)
 
         ready_at: float | None = None
-        async with httpx.AsyncClient(timeout=2.0) as http:
+        async with httpx.AsyncClient(timeout=2.0, headers={"Authorization": f"Bearer {key}"}) as http:
             while True:
-                dead = [c for c in children if c.process and c.process.returncode is not None]
+                for c in [c for c in children if c.oneshot and c.process and c.process.returncode is not None]:
+                    children.remove(c)
+                    if c.log:
+                        c.log.close()
+                    if c.process and c.process.returncode:
+                        _say(f"[demo] {c.name} failed (code {c.process.returncode}); see {c.log_path}")
+                        history.clear()
+                    else:
+                        _say(f"[demo] {c.name} done")
+                if ready_at is not None and history and not any(c.oneshot for c in children):
+                    nxt = history.pop(0)
+                    _say(f"[demo] {nxt.name}: {' '.join(nxt.argv[3:])} (log {nxt.log_path})")
+                    await _spawn(nxt, service_env(env, auth, "ingest"))
+                    children.append(nxt)
+                dead = [c for c in children if not c.oneshot and c.process and c.process.returncode is not None]
                 if dead:
                     for c in dead:
                         _say(f"[demo] {c.name} exited with code {c.process.returncode}; last lines of "
@@ -235,7 +282,8 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
                 if ready_at is None and api_ok and reporting > 0:
                     ready_at = time.monotonic()
                     _say(f"[demo] live data after {ready_at - started_at:.0f} s. Dashboard 看板: {dashboard}  "
-                         f"(API docs {dashboard}docs). Ctrl-C stops everything.")
+                         f"(API docs {dashboard}docs). Ctrl-C stops everything.\n"
+                         f"[demo] log in with (also in {base_dir}/demo/logins.txt):\n{format_logins(logins)}")
                 elapsed = time.monotonic() - started_at
                 _status(f"[demo] {elapsed:5.0f} s | processes {len(children)} up | api {'ok' if api_ok else '...'} | "
                         f"parks with KPIs {parks} | devices reporting {reporting}/{total or '?'} | {dashboard}")
@@ -244,13 +292,21 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
         _say("[demo] stopping ...")
         # Edge agents first so nothing is left unsent, then the cloud side, the simulators last.
         order = [c for c in children if c.name.startswith("edge:")]
-        order += [c for c in children if c.name in ("ingest", "analytics", "api")]
+        order += [c for c in children if not c.name.startswith("edge:") and c is not sim]
         order += [sim]
         await _stop(order)
 
 
-def run_demo(base_dir: Path = Path("var"), speed: float = 1.0, config: Path | None = None) -> int:
-    """Run the demo until Ctrl-C; returns the process exit code."""
+def run_demo(base_dir: Path = Path("var"), speed: float = 1.0, config: Path | None = None,
+             history_days: int = 30) -> int:
+    """Run the demo until Ctrl-C; returns the process exit code.
+
+    Args:
+        base_dir: data, configs and logs.
+        speed: simulated seconds per real second.
+        config: optional settings file.
+        history_days: days of simulated history written at first start (0: none).
+    """
     started_at = time.monotonic()
     base_dir = base_dir.resolve()
     try:
@@ -292,7 +348,7 @@ def run_demo(base_dir: Path = Path("var"), speed: float = 1.0, config: Path | No
                 f.write(yaml.safe_dump(data))
             try:
                 return asyncio.run(_orchestrate(base_dir, settings, registry, speed, config_path, info_path,
-                                                started_at, auth))
+                                                started_at, auth, history_days=history_days))
             except KeyboardInterrupt:
                 return 0
             finally:

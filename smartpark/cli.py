@@ -65,11 +65,12 @@ def registry_check(path: Annotated[Path, typer.Argument(help="registry YAML file
 def demo(
     base_dir: Annotated[Path, typer.Option(help="folder for data, configs and logs")] = Path("var"),
     speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
+    history_days: Annotated[int, typer.Option(help="days of simulated history written at first start (0: none)")] = 30,
 ) -> None:
     """Start the whole platform locally with simulated devices (what `make demo` runs)."""
     from deploy.demo import run_demo
 
-    raise typer.Exit(run_demo(base_dir=base_dir, speed=speed))
+    raise typer.Exit(run_demo(base_dir=base_dir, speed=speed, history_days=history_days))
 
 
 def main() -> None:

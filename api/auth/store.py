@@ -157,6 +157,20 @@ class AuthStore:
             raise AuthStoreError(f"user {username!r} exists already") from None
         return info
 
+    def set_password(self, username: str, password: str) -> None:
+        """Replace an active user's password (their existing tokens stay valid until they expire).
+
+        Raises:
+            AuthStoreError: weak password, or no such active user.
+        """
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            raise AuthStoreError(f"the password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+        with self._connect() as db:
+            changed = db.execute("UPDATE users SET password_hash = ? WHERE username = ? AND revoked_at IS NULL",
+                                 (hash_password(password), username)).rowcount
+        if not changed:
+            raise AuthStoreError(f"no active user {username!r}")
+
     def list_users(self, include_revoked: bool = True) -> list[UserInfo]:
         query = "SELECT username, role, enterprise, created_at, revoked_at FROM users"
         if not include_revoked:
