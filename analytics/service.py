@@ -46,6 +46,7 @@ from parkmodel.codec import CONTRACT_VERSION, Reason, encode
 from parkmodel.registry import Registry
 from parkmodel.topics import TELEMETRY_SUBSCRIPTION, DeviceTopic, TopicError, kpi_topic
 from smartpark.config import Settings
+from smartpark.mqtt import mqtt_client_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +221,8 @@ class AnalyticsService:
     def _mqtt_client(self) -> aiomqtt.Client:
         cfg = self.settings.mqtt
         return aiomqtt.Client(
-            cfg.host, cfg.port, identifier=self.settings.analytics.client_id, username=cfg.username,
-            password=cfg.password.get_secret_value() if cfg.password else None, keepalive=cfg.keepalive_s,
+            cfg.host, cfg.port, identifier=self.settings.analytics.client_id, keepalive=cfg.keepalive_s,
+            **mqtt_client_kwargs(cfg),
         )
 
     async def _mqtt_loop(self) -> None:

@@ -24,6 +24,7 @@ from api.metrics import ApiMetrics
 from parkmodel.ids import is_valid_id
 from parkmodel.topics import KPI_SUBSCRIPTION, ROOT
 from smartpark.config import MqttSettings
+from smartpark.mqtt import mqtt_client_kwargs
 
 ALERTS_SUBSCRIPTION = f"{ROOT}/+/+/alerts"
 SAFETY_SUBSCRIPTION = f"{ROOT}/+/safety"
@@ -204,15 +205,9 @@ class KpiFeed:
 
     def _client(self) -> aiomqtt.Client:
         s = self._settings
-        tls = aiomqtt.TLSParameters(ca_certs=str(s.tls_ca_file)) if s.tls_ca_file else None
         return aiomqtt.Client(
-            s.host, s.port,
-            username=s.username,
-            password=s.password.get_secret_value() if s.password else None,
-            identifier=f"smartpark-api-{uuid.uuid4().hex[:8]}",
-            keepalive=s.keepalive_s,
-            timeout=10,
-            tls_params=tls,
+            s.host, s.port, identifier=f"smartpark-api-{uuid.uuid4().hex[:8]}", keepalive=s.keepalive_s, timeout=10,
+            **mqtt_client_kwargs(s),
         )
 
     async def _run(self) -> None:

@@ -80,6 +80,7 @@ from parkmodel.topics import (
     shared,
 )
 from smartpark.config import Settings
+from smartpark.mqtt import mqtt_client_kwargs
 
 __all__ = ["AlertEngine", "EngineOptions", "run_alerts"]
 
@@ -742,8 +743,7 @@ class AlertEngine:
         while True:
             try:
                 async with aiomqtt.Client(
-                    cfg.host, cfg.port, identifier=client_id, username=cfg.username,
-                    password=cfg.password.get_secret_value() if cfg.password else None, keepalive=cfg.keepalive_s,
+                    cfg.host, cfg.port, identifier=client_id, keepalive=cfg.keepalive_s, **mqtt_client_kwargs(cfg),
                 ) as client:
                     if self.options.subscribe:
                         for topic in self.subscriptions():
