@@ -91,6 +91,13 @@ class DeviceIndex:
     def n_series(self) -> int:
         return len(self.device_ids) * N_COUNTERS
 
+    @property
+    def demand_device_ids(self) -> tuple[str, ...]:
+        """Device id per demand row (the grid meters, in row order)."""
+        series = np.flatnonzero(self.demand_row >= 0)
+        order = np.argsort(self.demand_row[series], kind="stable")
+        return tuple(self.device_ids[int(s) // N_COUNTERS] for s in series[order])
+
     def has_role(self, *roles: Role) -> np.ndarray:
         """Boolean mask over devices holding any of `roles`."""
         return np.isin(self.role, [ROLE_CODES[r] for r in roles])

@@ -18,7 +18,10 @@ filled) stays in cache and each reading is read twice, sequentially.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from analytics.kernels import (
     BEIJING_OFFSET_MS,
@@ -29,26 +32,69 @@ from analytics.kernels import (
     MISSING,
     QUARTER_MS,
     RESET_FRACTION,
+    share,
     sort_dedupe,
 )
 
 _NO_TS = np.iinfo(np.int64).min
 _END_TS = np.iinfo(np.int64).max
 
+# The per-series block the hot loop works in: one row of 8 float64 (one 64-byte cache line) per series, so a
+# reading touches one line of state. Timestamps are held as float64 (exact below 2**53 ms, year 287,000).
+_AV = 0  # anchor value (NaN: none)
+_AT = 1  # anchor time (-inf: none yet)
+_LIM = 2  # newest time a reading may have to take the common path: end of the held cells, before a late one
+_TODAY = 3
+_MONTH = 4
+_HE = 5  # energy of the held hourly cell
+_QE = 6  # energy of the held 15-minute cell (demand series)
+_FLAGS = 7  # _IN_DAY | _IN_MONTH | _DEMAND
+_IN_DAY = 1
+_IN_MONTH = 2
+_DEMAND = 4
+# The per-series bookkeeping only the rare path touches (int64).
+_HI = 0  # end of the held cells (_NO_TS: none held)
+_HCOL = 1
+_QCOL = 2
+_TAKE_TS = 3  # anchor time when the cells were taken, less the anchor moves booked nowhere
+_NEXT_LATE = 4  # position in `late` of the series' next late reading
+_NEXT_LATE_TS = 5  # its time (_END_TS: none left)
+_AHEAD = 48  # readings between fetching what the rare path will need and needing it
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i, j):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, ARG001
+    # A hint to fetch the cache line of arr[i, j] (arr[i] when 1-D: pass j = 0) for writing: no effect on
+    # results, never faults. The rare path touches window cells and late readings that the stream of readings
+    # has pushed out of the caches; fetching them a few dozen readings ahead overlaps the misses.
+    if not isinstance(arr, types.Array) or arr.ndim not in (1, 2):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, ARG001
+        ary_t = signature.args[0]
+        ary = context.make_array(ary_t)(context, builder, args[0])
+        idx = [context.cast(builder, args[k + 1], signature.args[k + 1], types.intp) for k in range(ary_t.ndim)]
+        ptr = cgutils.get_item_pointer(context, builder, ary_t, ary, idx, wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, ir.IntType(32), ir.IntType(32), ir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        i32 = ir.IntType(32)
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])  # write, keep, data cache
+        return context.get_dummy_value()
+
+    return types.void(arr, i, j), codegen
+
 
 @njit(cache=True, inline="always")
-def _window_add(s: int, a: int, z: int, d: float, q: int, start: int, end: int, total: np.ndarray) -> int:
-    # kernels.window_total for one step; returns 1 for a gap left out because it crosses an edge.
+def _window_part(a: int, z: int, d: float, q: int, start: int, end: int) -> tuple[float, bool, int]:
+    # kernels.window_total for one step: (amount, whether it is added, 1 for a gap left out at an edge).
     if z <= start or a >= end:
-        return 0
+        return 0.0, False, 0
     if q == GAP:
         if a >= start and z <= end:
-            total[s] += d
-            return 0
-        return 1
-    overlap = min(z, end) - max(a, start)
-    total[s] += d * overlap / (z - a)
-    return 0
+            return d, True, 0
+        return 0.0, False, 1
+    return share(d, min(z, end) - max(a, start), z - a), True, 0
 
 
 @njit(cache=True, inline="always")
@@ -77,25 +123,75 @@ def _bucket_add(r: int, a: int, z: int, d: float, q: int, first_bucket: int, wid
         overlap = min(z, start + width_ms) - max(a, start)
         if overlap <= 0:
             continue
-        energy[r, b] += d * overlap / dt
+        energy[r, b] += share(d, overlap, dt)
         covered[r, b] += overlap
         if q > qual[r, b] and qual[r, b] != GAP:
             qual[r, b] = q
     return dropped
 
 
-@njit(cache=True)
-def late_readings(sid: np.ndarray, ts: np.ndarray, n_series: int) -> np.ndarray:
-    """Indices of the readings not newer than an earlier arrival of the same series, sorted by `(sid, ts)`,
-    one per distinct `(sid, ts)` (the last arrival).
+@njit(cache=True, inline="always")
+def _hand_back(s: int, r: int, booked: float, q: int, state: np.ndarray, book: np.ndarray, hour_energy: np.ndarray,
+               hour_covered: np.ndarray, hour_quality: np.ndarray, quarter_energy: np.ndarray,
+               quarter_covered: np.ndarray, quarter_quality: np.ndarray) -> None:
+    # The held cells get their steps back. The steps booked while held are contiguous, so the time they cover
+    # is `booked` (sums of whole ms in float64 are exact: the same bits as adding each step's length).
+    hc = book[s, _HCOL]
+    hour_energy[s, hc] = state[s, _HE]
+    if booked > 0.0:
+        hour_covered[s, hc] += booked
+        if q > hour_quality[s, hc] and hour_quality[s, hc] != GAP:
+            hour_quality[s, hc] = q
+    if r >= 0:
+        qc = book[s, _QCOL]
+        quarter_energy[r, qc] = state[s, _QE]
+        if booked > 0.0:
+            quarter_covered[r, qc] += booked
+            if q > quarter_quality[r, qc] and quarter_quality[r, qc] != GAP:
+                quarter_quality[r, qc] = q
 
-    Args:
-        sid: series id per reading (0 .. n_series-1).
-        ts: timestamp per reading (ms).
-        n_series: number of series.
-    """
+
+@njit(cache=True, inline="always")
+def _prefetch_rare(s: int, t: int, book: np.ndarray, demand_row: np.ndarray, late_ts: np.ndarray,
+                   late_value: np.ndarray, hour_energy: np.ndarray, hour_covered: np.ndarray,
+                   hour_quality: np.ndarray, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
+                   quarter_quality: np.ndarray) -> None:
+    # What the rare path will touch for a reading of series s at time t: its held cells and the next ones,
+    # its next late reading.
+    hc = book[s, _HCOL]
+    _prefetch(hour_energy, s, hc)
+    _prefetch(hour_energy, s, hc + 1)
+    _prefetch(hour_covered, s, hc)
+    _prefetch(hour_covered, s, hc + 1)
+    _prefetch(hour_quality, s, hc)
+    r = demand_row[s]
+    if r >= 0:
+        qc = book[s, _QCOL]
+        _prefetch(quarter_energy, r, qc)
+        _prefetch(quarter_energy, r, qc + 1)
+        _prefetch(quarter_covered, r, qc)
+        _prefetch(quarter_covered, r, qc + 1)
+        _prefetch(quarter_quality, r, qc)
+    if book[s, _NEXT_LATE_TS] <= t:
+        p = book[s, _NEXT_LATE]
+        _prefetch(late_ts, p, 0)
+        _prefetch(late_value, p, 0)
+
+
+@njit(cache=True, inline="always")
+def _set_limit(s: int, state: np.ndarray, book: np.ndarray) -> None:
+    hi = book[s, _HI]
+    if hi == _NO_TS:
+        state[s, _LIM] = -np.inf
+    else:
+        state[s, _LIM] = float(min(hi, book[s, _NEXT_LATE_TS] - 1))
+
+
+@njit(cache=True, boundscheck=False)
+def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np.ndarray:
+    # Indices of the readings not newer than `newest` of their series or an earlier arrival, sorted by
+    # (sid, ts), the last arrival of each (sid, ts). `newest` is updated.
     n = sid.shape[0]
-    newest = np.full(n_series, _NO_TS, dtype=np.int64)
     buf = np.empty(n, dtype=np.int64)  # not zeroed: only the pages of the late readings get touched
     m = 0
     for i in range(n):
@@ -111,6 +207,19 @@ def late_readings(sid: np.ndarray, ts: np.ndarray, n_series: int) -> np.ndarray:
 
 
 @njit(cache=True)
+def late_readings(sid: np.ndarray, ts: np.ndarray, n_series: int) -> np.ndarray:
+    """Indices of the readings not newer than an earlier arrival of the same series, sorted by `(sid, ts)`,
+    one per distinct `(sid, ts)` (the last arrival).
+
+    Args:
+        sid: series id per reading (0 .. n_series-1).
+        ts: timestamp per reading (ms).
+        n_series: number of series.
+    """
+    return _late(sid, ts, np.full(n_series, _NO_TS, dtype=np.int64))
+
+
+@njit(cache=True, boundscheck=False, error_model="numpy")
 def fold_batch(
     sid: np.ndarray,
     ts: np.ndarray,
@@ -144,7 +253,7 @@ def fold_batch(
 
     Args:
         sid: series id per reading (0 .. len(anchor_value)-1).
-        ts: timestamp per reading (ms).
+        ts: timestamp per reading (ms, below 2**53).
         value: counter reading, or power in kW (oriented, ≥ 0) when `integrate`.
         integrate: the readings are power, integrated by trapezoids.
         modulus: per series, where a counter wraps (0: never); unused when `integrate`.
@@ -167,65 +276,109 @@ def fold_batch(
     n_series = anchor_value.shape[0]
     n_hours = hour_energy.shape[1]
     n_quarters = quarter_energy.shape[1]
-    late = late_readings(sid, ts, n_series)
-    # Per series: the next late reading to merge (position in `late`) and its time (_END_TS: none left).
-    next_late = np.zeros(n_series, dtype=np.int64)
-    next_late_ts = np.full(n_series, _END_TS, dtype=np.int64)
-    for p in range(late.shape[0] - 1, -1, -1):
-        s = sid[late[p]]
-        next_late[s] = p
-        next_late_ts[s] = ts[late[p]]
-    newest = np.full(n_series, _NO_TS, dtype=np.int64)
-    # Per series, the cells being filled: while steps stay inside `(lo, hi]` (one hourly column and, for a
-    # demand series, one 15-minute column) they are added to copies of the cells, which get them back when a
-    # step leaves: every cell sees the same additions in the same order as with the separate kernels.
-    # Day and month edges are hour edges, so a cell lies wholly inside or wholly outside today (`in_day`).
-    lo = np.zeros(n_series, dtype=np.int64)
-    hi = np.full(n_series, _NO_TS, dtype=np.int64)
-    hcol = np.zeros(n_series, dtype=np.int64)
-    qcol = np.zeros(n_series, dtype=np.int64)
-    in_day = np.zeros(n_series, dtype=np.bool_)
-    in_month = np.zeros(n_series, dtype=np.bool_)
-    cur = np.zeros((n_series, 4))  # hour energy, hour covered, quarter energy, quarter covered
-    curq = np.zeros((n_series, 2), dtype=np.int8)  # hour quality, quarter quality
+    q_cell = INTEGRATED if integrate else MEASURED  # the quality of every step booked into held cells
+    max_gap = float(max_gap_ms)
+    state = np.empty((n_series, 8))
+    book = np.empty((n_series, 6), dtype=np.int64)
+    # A reading not newer than its series' anchor or an earlier arrival is late: it is merged in at its place
+    # in time (one not newer than the anchor changes nothing there). After a series' reading is taken its anchor
+    # time is that reading's, so the main pass tells late readings by `ts <= anchor time` alone.
+    newest = np.empty(n_series, dtype=np.int64)
+    for s in range(n_series):
+        has_anchor = not np.isnan(anchor_value[s])
+        newest[s] = anchor_ts[s] if has_anchor else _NO_TS
+        state[s, _AV] = anchor_value[s]
+        state[s, _AT] = float(anchor_ts[s]) if has_anchor else -np.inf
+        state[s, _LIM] = -np.inf
+        state[s, _TODAY] = today[s]
+        state[s, _MONTH] = month[s]
+        state[s, _HE] = 0.0
+        state[s, _QE] = 0.0
+        state[s, _FLAGS] = 0.0
+        book[s, _HI] = _NO_TS
+        book[s, _HCOL] = 0  # where _prefetch_rare looks before cells are held
+        book[s, _QCOL] = 0
+        book[s, _NEXT_LATE] = 0
+        book[s, _NEXT_LATE_TS] = _END_TS
+    late = _late(sid, ts, newest)
+    n_late = late.shape[0]
+    late_sid = sid[late]  # compact copies: merging walks them in order instead of jumping through the batch
+    late_ts = ts[late]
+    late_value = value[late]
+    for p in range(n_late - 1, -1, -1):
+        s = late_sid[p]
+        book[s, _NEXT_LATE] = p
+        book[s, _NEXT_LATE_TS] = late_ts[p]
     left_out = 0
     dropped = 0
     for i in range(n):
+        if i + _AHEAD < n:
+            ahead = sid[i + _AHEAD]
+            t_ahead = ts[i + _AHEAD]
+            if float(t_ahead) > state[ahead, _LIM]:
+                _prefetch_rare(ahead, t_ahead, book, demand_row, late_ts, late_value, hour_energy, hour_covered,
+                               hour_quality, quarter_energy, quarter_covered, quarter_quality)
         s = sid[i]
         t = ts[i]
-        if t <= newest[s]:
-            continue  # a late reading: merged in below, at its place in the series' time order
-        newest[s] = t
+        tf = float(t)
+        atf = state[s, _AT]
+        if tf <= atf:
+            continue  # late: merged in at its place in the series' time order
+        # The common path: a continuous step inside the held cells, no late reading to merge before it.
+        v = value[i]
+        av = state[s, _AV]
+        if integrate:
+            d = 0.5 * (av + v) * (tf - atf) / HOUR_MS
+            common = not np.isnan(av)
+        else:
+            d = v - av
+            common = d >= 0.0
+        if common and tf <= state[s, _LIM] and tf - atf <= max_gap:
+            state[s, _AV] = v
+            state[s, _AT] = tf
+            flags = int(state[s, _FLAGS])
+            state[s, _HE] += d
+            if flags & _IN_DAY:
+                state[s, _TODAY] += d
+            if flags & _IN_MONTH:
+                state[s, _MONTH] += d
+            if flags & _DEMAND:
+                state[s, _QE] += d
+            continue
+        # The rare path: merge late readings, rollover, reset, noise, gap, leaving the held cells.
+        r = demand_row[s]
         while True:
             # The next reading of series s in time order: a late one before (or replacing) i, else i.
-            j = i
+            taken_late = False
             tj = t
-            if next_late_ts[s] <= t:
-                p = next_late[s]
-                j = late[p]
-                tj = ts[j]
+            v = value[i]
+            if book[s, _NEXT_LATE_TS] <= t:
+                p = book[s, _NEXT_LATE]
+                tj = late_ts[p]
+                v = late_value[p]
+                taken_late = True
                 p += 1
-                next_late[s] = p
-                next_late_ts[s] = ts[late[p]] if p < late.shape[0] and sid[late[p]] == s else _END_TS
+                book[s, _NEXT_LATE] = p
+                book[s, _NEXT_LATE_TS] = late_ts[p] if p < n_late and late_sid[p] == s else _END_TS
             # The step: kernels.counter_steps / kernels.power_steps for one reading.
-            v = value[j]
-            a = anchor_value[s]
-            at = anchor_ts[s]
+            a = state[s, _AV]
+            atf = state[s, _AT]
+            at = int(atf) if atf != -np.inf else 0  # unused while there is no anchor
             q = MISSING
             d = 0.0
             if integrate:
                 if np.isnan(a) or tj > at:
-                    anchor_value[s] = v
-                    anchor_ts[s] = tj
+                    state[s, _AV] = v
+                    state[s, _AT] = float(tj)
                     if not np.isnan(a) and tj - at <= max_gap_ms:
                         d = 0.5 * (a + v) * (tj - at) / HOUR_MS
                         q = INTEGRATED
             elif np.isnan(a):
-                anchor_value[s] = v
-                anchor_ts[s] = tj
+                state[s, _AV] = v
+                state[s, _AT] = float(tj)
             elif tj > at:
                 d = v - a
-                anchor_ts[s] = tj
+                state[s, _AT] = float(tj)
                 q = GAP if tj - at > max_gap_ms else MEASURED
                 if d < 0.0:
                     m = modulus[s]
@@ -236,83 +389,81 @@ def fold_batch(
                     else:
                         q = MISSING  # noise: keep the higher value as reference
                 if q != MISSING:
-                    anchor_value[s] = v
-            r = demand_row[s]
-            if q != MISSING and q != GAP and at >= lo[s] and tj <= hi[s]:
-                # The common case: inside the cells being filled, no division by a window width.
-                dt = tj - at
-                x = d * dt / dt  # what window_total / add_to_buckets add for a step wholly inside a window
-                if in_day[s]:
-                    today[s] += x
-                if in_month[s]:
-                    month[s] += x
-                cur[s, 0] += x
-                cur[s, 1] += dt
-                if q > curq[s, 0] and curq[s, 0] != GAP:
-                    curq[s, 0] = q
-                if r >= 0:
-                    cur[s, 2] += x
-                    cur[s, 3] += dt
-                    if q > curq[s, 1] and curq[s, 1] != GAP:
-                        curq[s, 1] = q
-            elif q != MISSING or hi[s] == _NO_TS:
-                if hi[s] != _NO_TS:  # hand the cells back
-                    hour_energy[s, hcol[s]] = cur[s, 0]
-                    hour_covered[s, hcol[s]] = cur[s, 1]
-                    hour_quality[s, hcol[s]] = curq[s, 0]
-                    if r >= 0:
-                        quarter_energy[r, qcol[s]] = cur[s, 2]
-                        quarter_covered[r, qcol[s]] = cur[s, 3]
-                        quarter_quality[r, qcol[s]] = curq[s, 1]
-                    hi[s] = _NO_TS
+                    state[s, _AV] = v
+            hi = book[s, _HI]
+            if q != MISSING and q != GAP and hi != _NO_TS and tj <= hi:
+                flags = int(state[s, _FLAGS])  # inside the held cells: as on the common path
+                state[s, _HE] += d
+                if flags & _IN_DAY:
+                    state[s, _TODAY] += d
+                if flags & _IN_MONTH:
+                    state[s, _MONTH] += d
+                if flags & _DEMAND:
+                    state[s, _QE] += d
+            elif q != MISSING or hi == _NO_TS:
+                if hi != _NO_TS:  # hand the cells back
+                    _hand_back(s, r, atf - float(book[s, _TAKE_TS]), q_cell, state, book, hour_energy,
+                               hour_covered, hour_quality, quarter_energy, quarter_covered, quarter_quality)
+                    book[s, _HI] = _NO_TS
                 if q != MISSING:  # the general rules
-                    left_out += _window_add(s, at, tj, d, q, day_start, day_end, today)
-                    _window_add(s, at, tj, d, q, month_start, month_end, month)
+                    x, add, gap_left_out = _window_part(at, tj, d, q, day_start, day_end)
+                    if add:
+                        state[s, _TODAY] += x
+                    left_out += gap_left_out
+                    x, add, gap_left_out = _window_part(at, tj, d, q, month_start, month_end)
+                    if add:
+                        state[s, _MONTH] += x
                     dropped += _bucket_add(s, at, tj, d, q, first_hour, HOUR_MS, hour_energy, hour_covered,
                                            hour_quality)
                     if r >= 0:
                         _bucket_add(r, at, tj, d, q, first_quarter, QUARTER_MS, quarter_energy, quarter_covered,
                                     quarter_quality)
-                # Take the cells holding the anchor's time, where the next step starts.
-                ta = anchor_ts[s]
-                hb = (ta + BEIJING_OFFSET_MS) // HOUR_MS
-                hc = hb - first_hour
-                c_lo = hb * HOUR_MS - BEIJING_OFFSET_MS
-                c_hi = c_lo + HOUR_MS
-                qc = 0
-                ok = 0 <= hc < n_hours
-                if r >= 0:
-                    qb = (ta + BEIJING_OFFSET_MS) // QUARTER_MS
-                    qc = qb - first_quarter
-                    c_lo = qb * QUARTER_MS - BEIJING_OFFSET_MS
-                    c_hi = c_lo + QUARTER_MS
-                    ok = ok and 0 <= qc < n_quarters
-                if ok and not np.isnan(anchor_value[s]):
-                    lo[s] = c_lo
-                    hi[s] = c_hi
-                    hcol[s] = hc
-                    qcol[s] = qc
-                    in_day[s] = day_start <= c_lo < day_end
-                    in_month[s] = month_start <= c_lo < month_end
-                    cur[s, 0] = hour_energy[s, hc]
-                    cur[s, 1] = hour_covered[s, hc]
-                    curq[s, 0] = hour_quality[s, hc]
+                # Take the cells holding the anchor's time, where the next step starts. Day and month edges are
+                # hour edges, so a cell lies wholly inside or wholly outside today and the month.
+                if not np.isnan(state[s, _AV]):
+                    ta = int(state[s, _AT])
+                    hb = (ta + BEIJING_OFFSET_MS) // HOUR_MS
+                    hc = hb - first_hour
+                    c_lo = hb * HOUR_MS - BEIJING_OFFSET_MS
+                    c_hi = c_lo + HOUR_MS
+                    qc = 0
+                    ok = 0 <= hc < n_hours
                     if r >= 0:
-                        cur[s, 2] = quarter_energy[r, qc]
-                        cur[s, 3] = quarter_covered[r, qc]
-                        curq[s, 1] = quarter_quality[r, qc]
-            if j == i or tj == t:
+                        qb = (ta + BEIJING_OFFSET_MS) // QUARTER_MS
+                        qc = qb - first_quarter
+                        c_lo = qb * QUARTER_MS - BEIJING_OFFSET_MS
+                        c_hi = c_lo + QUARTER_MS
+                        ok = ok and 0 <= qc < n_quarters
+                    if ok:
+                        book[s, _HI] = c_hi
+                        book[s, _HCOL] = hc
+                        book[s, _QCOL] = qc
+                        book[s, _TAKE_TS] = ta
+                        flags = 0
+                        if day_start <= c_lo < day_end:
+                            flags |= _IN_DAY
+                        if month_start <= c_lo < month_end:
+                            flags |= _IN_MONTH
+                        if r >= 0:
+                            flags |= _DEMAND
+                            state[s, _QE] = quarter_energy[r, qc]
+                        state[s, _FLAGS] = float(flags)
+                        state[s, _HE] = hour_energy[s, hc]
+            elif hi != _NO_TS:
+                # The anchor moved by a step booked nowhere (noise, a gap in power): not covered time.
+                book[s, _TAKE_TS] += int(state[s, _AT] - atf)
+            if not taken_late or tj == t:
                 break  # i itself was taken, or a later arrival with its timestamp replaced it
+        _set_limit(s, state, book)
     for s in range(n_series):
-        if hi[s] != _NO_TS:
-            hour_energy[s, hcol[s]] = cur[s, 0]
-            hour_covered[s, hcol[s]] = cur[s, 1]
-            hour_quality[s, hcol[s]] = curq[s, 0]
-            r = demand_row[s]
-            if r >= 0:
-                quarter_energy[r, qcol[s]] = cur[s, 2]
-                quarter_covered[r, qcol[s]] = cur[s, 3]
-                quarter_quality[r, qcol[s]] = curq[s, 1]
+        if book[s, _HI] != _NO_TS:
+            _hand_back(s, demand_row[s], state[s, _AT] - float(book[s, _TAKE_TS]), q_cell, state, book,
+                       hour_energy, hour_covered, hour_quality, quarter_energy, quarter_covered, quarter_quality)
+        anchor_value[s] = state[s, _AV]
+        if state[s, _AT] != -np.inf:
+            anchor_ts[s] = int(state[s, _AT])
+        today[s] = state[s, _TODAY]
+        month[s] = state[s, _MONTH]
     return left_out, dropped
 
 

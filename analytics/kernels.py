@@ -42,6 +42,21 @@ GAP = 3
 RESET_FRACTION = 0.5
 
 
+@njit(cache=True, inline="always")
+def share(delta: float, overlap: int, dt: int) -> float:
+    """The part of a step's energy that falls in a window: `delta` shared by time.
+
+    A step wholly inside the window counts exactly `delta` (`delta * dt / dt` can be one ulp off), which
+    also lets the fused fold (analytics.fold) add a whole step without a division.
+
+    Args:
+        delta: the step's energy.
+        overlap: ms of the step inside the window.
+        dt: the step's length (ms, > 0).
+    """
+    return delta if overlap == dt else delta * overlap / dt
+
+
 @njit(cache=True)
 def sort_dedupe(sid: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Order points by (series, time), dropping duplicates.
@@ -305,7 +320,7 @@ def bucket_steps(
             overlap = min(z, start + width_ms) - max(a, start)
             if overlap <= 0:
                 continue
-            energy[s, b] += delta[i] * overlap / dt
+            energy[s, b] += share(delta[i], overlap, dt)
             covered[s, b] += overlap
             if q > qual[s, b]:
                 qual[s, b] = q
@@ -355,7 +370,7 @@ def window_total(
                 left_out += 1
             continue
         overlap = min(z, window_end) - max(a, window_start)
-        total[sid[i]] += delta[i] * overlap / (z - a)
+        total[sid[i]] += share(delta[i], overlap, z - a)
     return left_out
 
 
@@ -482,7 +497,7 @@ def add_to_buckets(
             overlap = min(z, start + width_ms) - max(a, start)
             if overlap <= 0:
                 continue
-            energy[r, b] += delta[i] * overlap / dt
+            energy[r, b] += share(delta[i], overlap, dt)
             covered[r, b] += overlap
             if q > qual[r, b] and qual[r, b] != GAP:
                 qual[r, b] = q

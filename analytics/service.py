@@ -8,10 +8,12 @@
 On entry it compiles the kernels in a worker thread (never inside the event loop), restores the
 streaming state from its checkpoint under `settings.var_dir` and catches up from InfluxDB `telemetry`
 since then (without a checkpoint: today's counters from InfluxDB, so a restart does not zero the day),
-then runs four named tasks in one TaskGroup: the MQTT receive loop (reconnecting with jittered
+then runs five named tasks in one TaskGroup: the MQTT receive loop (reconnecting with jittered
 exponential backoff), the micro-batch loop folding received payloads into the streaming state, the
 publish loop writing `sp/v1/{park}/kpi` (QoS 0) and measurement `kpi` every
-`analytics.publish_interval_s`, and the checkpoint loop.
+`analytics.publish_interval_s`, the checkpoint loop, and the registry watch: when `settings.registry`
+changes (an admin's edit through the API) and validates, `apply_registry` swaps it in without a restart,
+carrying the streaming state over by device id.
 
 Hot path (profiled with py-spy on bench/analytics.py, 10 M readings): `receive` only files the payload
 under its device (one dict lookup per topic); `fold` decodes the whole micro-batch into columns
@@ -45,6 +47,7 @@ from analytics.state import StateLimits, StreamState, day_start_ms
 from parkmodel.codec import CONTRACT_VERSION, Reason, encode
 from parkmodel.registry import Registry
 from parkmodel.topics import TELEMETRY_SUBSCRIPTION, DeviceTopic, TopicError, kpi_topic
+from parkmodel.watch import RegistryWatcher
 from smartpark.config import Settings
 from smartpark.mqtt import mqtt_client_kwargs
 
@@ -55,6 +58,7 @@ MESSAGES = prometheus_client.Counter(
 )
 POINTS = prometheus_client.Counter("smartpark_analytics_values", "Telemetry values folded into the state")
 PUBLISHES = prometheus_client.Counter("smartpark_analytics_kpi_publishes", "KPI rounds published")
+REGISTRY_RELOADS = prometheus_client.Counter("smartpark_analytics_registry_reloads", "Registry versions applied live")
 INFLUX_FAILURES = prometheus_client.Counter("smartpark_analytics_influx_failures", "Failed InfluxDB calls")
 
 BACKOFF_FIRST_S = 0.5
@@ -83,11 +87,14 @@ class AnalyticsService:
         max_batch: fold at once when this many payloads are pending.
         checkpoint_interval_s: how often the state is written to its checkpoint file.
         checkpoint: checkpoint file (default: `{settings.var_dir}/analytics-{client_id}.npz`).
+        watch_registry: follow changes of the registry file `settings.registry` (`apply_registry`).
+        registry_poll_s: how often the registry file's signature is compared.
     """
 
     def __init__(self, settings: Settings, registry: Registry, *, limits: StateLimits | None = None,
                  factors: Factors | None = None, batch_interval_s: float = 0.2, max_batch: int = 2_000,
-                 checkpoint_interval_s: float = 30.0, checkpoint: Path | None = None) -> None:
+                 checkpoint_interval_s: float = 30.0, checkpoint: Path | None = None,
+                 watch_registry: bool = True, registry_poll_s: float = 1.0) -> None:
         self.settings = settings
         self.registry = registry
         self.factors = factors or default_factors()
@@ -108,6 +115,8 @@ class AnalyticsService:
         self._http: httpx.AsyncClient | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._stack = contextlib.AsyncExitStack()
+        self.watcher = RegistryWatcher(settings.registry, self.apply_registry, interval_s=registry_poll_s,
+                                       name="analytics-registry-watch") if watch_registry else None
 
     async def __aenter__(self) -> Self:
         try:
@@ -117,6 +126,8 @@ class AnalyticsService:
                 httpx.AsyncClient(base_url=cfg.url, timeout=cfg.timeout_s, auth=auth)
             )
             await asyncio.to_thread(kernels.warm_up)  # compile before the first batch, off the event loop
+            if self.watcher is not None:
+                self.watcher.prime()  # edits from here on are applied (the file should hold `registry`)
             await self.restore()
             tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
             self._loops = [
@@ -125,6 +136,8 @@ class AnalyticsService:
                 tasks.create_task(self._publish_loop(), name="analytics-publish"),
                 tasks.create_task(self._checkpoint_loop(), name="analytics-checkpoint"),
             ]
+            if self.watcher is not None:
+                self._loops.append(tasks.create_task(self.watcher.run(), name="analytics-registry-watch"))
         except BaseException:
             await self._stack.aclose()
             raise
@@ -148,6 +161,30 @@ class AnalyticsService:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """The latest published KPIs per park: `{park: {"v", "ts", "park", "kpi", "enterprises"}}`."""
         return self._snapshot
+
+    # --- registry changes ----------------------------------------------------------------------
+
+    async def apply_registry(self, registry: Registry) -> None:
+        """Swap in a new registry without a restart (the registry watch calls this on each valid change).
+
+        Payloads received so far are folded under the old index first; then the state is carried over by
+        device id: devices kept keep today's and the month's energy and their anchors, new devices start
+        empty, removed devices drop out of the KPIs (and their telemetry counts as unknown from now on).
+
+        Args:
+            registry: the new, validated registry.
+        """
+        index = await asyncio.to_thread(build_index, registry)  # reads device templates: off the loop
+        # From here on no await: no payload can be filed under the old index after the fold.
+        self.fold()
+        old = set(self.index.device_ids)
+        self.state = self.state.migrated(index)
+        self.registry, self.index = registry, index
+        self._topic_device = {}
+        REGISTRY_RELOADS.inc()
+        new = set(index.device_ids)
+        log.info("analytics applied a new registry: %d devices (%d added, %d removed)", len(new),
+                 len(new - old), len(old - new))
 
     # --- restart: checkpoint and catch-up ------------------------------------------------------
 

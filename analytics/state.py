@@ -311,21 +311,73 @@ class StreamState:
         out = {name: getattr(self, name).copy() for name in self._ARRAYS}
         out["clock"] = np.array([self.day_start_ms, self.month_start_ms, self.month_end_ms], dtype=np.int64)
         out["device_ids"] = np.asarray(self.index.device_ids, dtype=np.str_)
+        out["demand_ids"] = np.asarray(self.index.demand_device_ids, dtype=np.str_)
         return out
 
     def import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Take over the arrays of `export_arrays`.
+        """Take over the arrays of `export_arrays`; saved for another registry, they are matched by device id
+        (devices kept keep their state, new ones start empty, removed ones are dropped).
 
         Raises:
-            ValueError: the arrays were saved for another registry or layout.
+            ValueError: the arrays do not fit this state's layout (or name no devices to match by).
         """
         saved = tuple(str(d) for d in arrays["device_ids"])
-        if saved != self.index.device_ids:
-            raise ValueError("the checkpoint was saved for another registry (devices differ)")
+        same = saved == self.index.device_ids
+        if not same and "demand_ids" not in arrays:
+            raise ValueError("the checkpoint was saved for another registry (devices differ) and holds no "
+                             "demand ids to match it by")
         for name in self._ARRAYS:
             mine = getattr(self, name)
-            if arrays[name].shape != mine.shape or arrays[name].dtype != mine.dtype:
-                raise ValueError(f"checkpoint array {name!r} has shape {arrays[name].shape}, expected {mine.shape}")
-        for name in self._ARRAYS:
-            getattr(self, name)[...] = arrays[name]
+            theirs = arrays[name]
+            if (theirs.shape if same else theirs.shape[1:]) != (mine.shape if same else mine.shape[1:]) \
+                    or theirs.dtype != mine.dtype:
+                raise ValueError(f"checkpoint array {name!r} has shape {theirs.shape}, expected {mine.shape}")
+        if same:
+            for name in self._ARRAYS:
+                getattr(self, name)[...] = arrays[name]
+        else:
+            self._take_matching(arrays, saved, tuple(str(d) for d in arrays["demand_ids"]))
         self.day_start_ms, self.month_start_ms, self.month_end_ms = (int(x) for x in arrays["clock"])
+
+    _PER_DEVICE = ("power_kw", "power_ts", "seen_ts")
+    _PER_DEMAND = ("quarter_energy", "quarter_covered", "quarter_quality")
+
+    def _take_matching(self, arrays: dict[str, np.ndarray], device_ids: tuple[str, ...],
+                       demand_ids: tuple[str, ...]) -> None:
+        """Copy the rows of the devices (and demand series) both layouts hold, matched by device id."""
+        src_dev, dst_dev = _matching(device_ids, self.index.device_ids)
+        src_dem, dst_dem = _matching(demand_ids, self.index.demand_device_ids)
+        lanes = np.arange(N_COUNTERS)
+        src_ser = (src_dev[:, None] * N_COUNTERS + lanes).ravel()
+        dst_ser = (dst_dev[:, None] * N_COUNTERS + lanes).ravel()
+        for name in self._ARRAYS:
+            if name in self._PER_DEVICE:
+                src, dst = src_dev, dst_dev
+            elif name in self._PER_DEMAND:
+                src, dst = src_dem, dst_dem
+            else:
+                src, dst = src_ser, dst_ser
+            getattr(self, name)[dst] = arrays[name][src]
+
+    def migrated(self, index: DeviceIndex) -> StreamState:
+        """This state carried over to a new registry's index, matched by device id.
+
+        Devices in both keep today's and the month's energy, anchors and windows; new devices start empty;
+        devices no longer in `index` drop out.
+
+        Args:
+            index: the new registry's device index.
+        """
+        new = StreamState(index, self.day_start_ms, self.limits, self.on_day_closed)
+        new.import_arrays(self.export_arrays())
+        new.gaps_left_out, new.dropped_late = self.gaps_left_out, self.dropped_late
+        return new
+
+
+def _matching(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in `old` and in `new` of the ids both hold."""
+    where = {d: i for i, d in enumerate(old)}
+    pairs = [(where[d], j) for j, d in enumerate(new) if d in where]
+    src = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
+    dst = np.fromiter((p[1] for p in pairs), dtype=np.int64, count=len(pairs))
+    return src, dst

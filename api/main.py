@@ -9,7 +9,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.deps import _access
-from api.routes import admin, alerts, auth, devices, enterprises, health, kpi, live, parks, registry_admin, reports
+from api.routes import (
+    admin,
+    alerts,
+    auth,
+    devices,
+    enterprises,
+    health,
+    kpi,
+    live,
+    parks,
+    registry_admin,
+    reports,
+    rules,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -23,6 +36,7 @@ api_router.include_router(admin.router)
 api_router.include_router(registry_admin.router)
 api_router.include_router(alerts.router)
 api_router.include_router(reports.router)
+api_router.include_router(rules.router)
 
 public_router = APIRouter(prefix=API_PREFIX)
 public_router.include_router(auth.public_router)

@@ -15,6 +15,16 @@ from datetime import datetime
 from api.errors import invalid
 from parkmodel.ids import is_valid_id
 from parkmodel.points import POINTS
+from smartpark.config import InfluxSettings
+from smartpark.influx_schema import (
+    KPI_KEYS,
+    SOURCE_1H,
+    SOURCE_1M,
+    SOURCE_RAW,
+    aggregate_select,
+    kpi_aggregate,
+    telemetry_aggregate,
+)
 
 MAX_POINTS = 2000
 MAX_FIELDS = len(POINTS)
@@ -141,17 +151,77 @@ def _checked_fields(fields: Iterable[str]) -> list[str]:
     return names
 
 
-def history_query(device: str, fields: Sequence[str] | None, window: HistoryWindow) -> str:
-    """Downsampled (GROUP BY time, mean) history of one device's telemetry."""
-    if fields is None:
-        select = "mean(*)"
-    else:
-        select = ", ".join(f"mean({quote_ident(f)}) AS {quote_ident(f)}" for f in _checked_fields(fields))
-    return (
-        f"SELECT {select} FROM \"telemetry\" WHERE \"device\" = {quote_string(_checked_id(device))} "
-        f"AND time >= {int(window.start_ms)}ms AND time < {int(window.end_ms)}ms "
-        f"GROUP BY time({int(window.every_s)}s) fill(none)"
-    )
+@dataclass(frozen=True, slots=True)
+class HistorySource:
+    """Where history is read from: the raw data (the database's default policy) or a rollup policy."""
+
+    name: str  # "raw", "rollup_1m" or "rollup_1h", as the API reports it
+    rp: str | None  # None: the default policy (raw; works before `smartpark influx setup` ran)
+    interval_s: int  # resolution of the stored rows (raw: 1 s for alignment purposes)
+
+
+def history_sources(settings: InfluxSettings, every_s: int) -> list[HistorySource]:
+    """The sources able to serve buckets of `every_s`, coarsest first; raw, always last, serves any.
+
+    A rollup serves a bucket only when the bucket is a whole number of its rows: 1-hour rows for
+    `every` 1h, 2h, 1d...; 1-minute rows for 1m, 5m, 15m...
+
+    Args:
+        settings: names of the rollup policies.
+        every_s: the bucket asked for.
+    """
+    sources = [HistorySource(SOURCE_RAW, None, 1)]
+    if every_s % 60 == 0:
+        sources.insert(0, HistorySource(SOURCE_1M, settings.rollup_1m_rp, 60))
+    if every_s % 3600 == 0:
+        sources.insert(0, HistorySource(SOURCE_1H, settings.rollup_1h_rp, 3600))
+    return sources
+
+
+def _from(measurement: str, source: HistorySource) -> str:
+    if source.rp is None:
+        return quote_ident(measurement)
+    return f"{quote_ident(source.rp)}.{quote_ident(measurement)}"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryTarget:
+    """What a history reads: a measurement, a checked `WHERE` filter and the aggregated select list."""
+
+    measurement: str
+    where: str
+    select: str
+
+    def query(self, source: HistorySource, start_ms: int, end_ms: int, every_s: int) -> str:
+        """Buckets of `every_s` over [start, end) from `source`, each field with its own aggregate."""
+        return (f"SELECT {self.select} FROM {_from(self.measurement, source)} WHERE {self.where} "
+                f"AND time >= {int(start_ms)}ms AND time < {int(end_ms)}ms "
+                f"GROUP BY time({int(every_s)}s) fill(none)")
+
+    def coverage_query(self, source: HistorySource, start_ms: int, end_ms: int) -> str:
+        """Two statements: the first and the last stored row of `source` inside [start, end)."""
+        base = (f"SELECT * FROM {_from(self.measurement, source)} WHERE {self.where} "
+                f"AND time >= {int(start_ms)}ms AND time < {int(end_ms)}ms")
+        return f"{base} ORDER BY time ASC LIMIT 1; {base} ORDER BY time DESC LIMIT 1"
+
+
+def telemetry_target(device: str, fields: Sequence[str] | None) -> HistoryTarget:
+    """History of one device's telemetry: `mean` of instant values, `last` of counters, `max` of states.
+
+    Args:
+        device: a device id (checked by the caller against the registry).
+        fields: points of the dictionary; None for all of them.
+    """
+    names = list(POINTS) if fields is None else _checked_fields(fields)
+    return HistoryTarget("telemetry", f"\"device\" = {quote_string(_checked_id(device))}",
+                         aggregate_select((f, telemetry_aggregate(f)) for f in names))
+
+
+def history_query(device: str, fields: Sequence[str] | None, window: HistoryWindow,
+                  source: HistorySource | None = None) -> str:
+    """Downsampled (GROUP BY time) history of one device's telemetry from `source` (default: raw)."""
+    return telemetry_target(device, fields).query(source or HistorySource(SOURCE_RAW, None, 1), window.start_ms,
+                                                  window.end_ms, window.every_s)
 
 
 def latest_queries(device: str, fields: Iterable[str] = POINTS) -> str:
@@ -174,21 +244,6 @@ def latest_kpi_query(scope: str, ident: str | None = None) -> str:
             "ORDER BY time DESC LIMIT 1")
 
 
-#: KPI keys of measurement `kpi` (interfaces.md; analytics.aggregate.KPI_KEYS mirrors them).
-KPI_KEYS: tuple[str, ...] = (
-    "load_kw", "generation_kw", "pv_kw", "wind_kw", "grid_import_kw", "grid_export_kw", "green_supply_kw",
-    "storage_kw", "consumed_today_kwh", "grid_import_today_kwh", "grid_export_today_kwh", "generation_today_kwh",
-    "green_supply_today_kwh", "renewable_consumed_today_kwh", "new_energy_ratio_today", "gas_today_m3",
-    "steam_today_t", "water_today_m3", "devices_reporting", "devices_total",
-    "tce_today", "co2_today_kg", "co2_scope1_today_kg", "co2_scope2_today_kg", "carbon_intensity_tco2_per_tce",
-)
-
-
-def kpi_aggregate(key: str) -> str:
-    """`last` for running totals of the day (a mean of a growing counter means nothing), `mean` for powers."""
-    return "last" if "_today" in key else "mean"
-
-
 def parse_kpi_fields(value: str | None) -> list[str]:
     """KPI keys from a comma-separated list; every key when none is given."""
     if value is None or not value.strip():
@@ -204,20 +259,28 @@ def parse_kpi_fields(value: str | None) -> list[str]:
     return names
 
 
-def kpi_history_query(scope: str, ident: str, keys: Sequence[str], window: HistoryWindow) -> str:
-    """Downsampled history of one park's or enterprise's KPIs from measurement `kpi`."""
+def kpi_target(scope: str, ident: str, keys: Sequence[str]) -> HistoryTarget:
+    """History of one park's or enterprise's KPIs: `mean` of powers, `last` of running totals.
+
+    Args:
+        scope: "park" or "enterprise".
+        ident: the park or enterprise id.
+        keys: KPI keys.
+    """
     if scope not in ("park", "enterprise"):
         raise ValueError(f"unknown kpi scope {scope!r}")
     for key in keys:
         if key not in KPI_KEYS:
             raise ValueError(f"refusing to put KPI {key!r} into a query: not a KPI key")
-    select = ", ".join(f"{kpi_aggregate(k)}({quote_ident(k)}) AS {quote_ident(k)}" for k in keys)
-    return (
-        f"SELECT {select} FROM \"kpi\" WHERE \"scope\" = {quote_string(scope)} "
-        f"AND {quote_ident(scope)} = {quote_string(_checked_id(ident))} "
-        f"AND time >= {int(window.start_ms)}ms AND time < {int(window.end_ms)}ms "
-        f"GROUP BY time({int(window.every_s)}s) fill(none)"
-    )
+    where = f"\"scope\" = {quote_string(scope)} AND {quote_ident(scope)} = {quote_string(_checked_id(ident))}"
+    return HistoryTarget("kpi", where, aggregate_select((k, kpi_aggregate(k)) for k in keys))
+
+
+def kpi_history_query(scope: str, ident: str, keys: Sequence[str], window: HistoryWindow,
+                      source: HistorySource | None = None) -> str:
+    """Downsampled history of one park's or enterprise's KPIs from measurement `kpi` (default: raw)."""
+    return kpi_target(scope, ident, keys).query(source or HistorySource(SOURCE_RAW, None, 1), window.start_ms,
+                                                window.end_ms, window.every_s)
 
 
 def latest_enterprise_kpis_query(park: str) -> str:

@@ -169,8 +169,10 @@ def result(name: str, value: float | str, fmt: str = ".3f") -> None:
 
 @contextlib.contextmanager
 def ingest_process(env: dict[str, str], metrics_port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m ingest` until the block exits; from `INGEST_FROM` (a folder holding another `ingest/`) if set."""
+    cwd = os.environ.get("INGEST_FROM") or ROOT  # `-m` looks in the working directory first
     proc = subprocess.Popen([sys.executable, "-m", "ingest", "--metrics-port", str(metrics_port)], env=env,
-                            cwd=ROOT, stdin=subprocess.DEVNULL)
+                            cwd=cwd, stdin=subprocess.DEVNULL)
     try:
         yield proc
     finally:

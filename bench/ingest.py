@@ -49,6 +49,7 @@ from _common import (
     median,
     meter_fields,
     percentile,
+    prometheus_values,
     raw_influx_write,
     result,
     wait_metric,
@@ -115,6 +116,11 @@ def stored_run(tag: str, registry_path: Path, mq: tuple[str, int], influx_url: s
                                     "--format", "raw", "-o", str(profile), "--rate", "200", "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ended = wait_metric(url, "ingest_points_written_total", total, proc, 600)
+        m = prometheus_values(url)
+        batches = m.get("ingest_batches_written_total", 0.0)
+        print(f"#   ingest: {batches:.0f} batches of {total / max(1.0, batches):,.0f} points on average, "
+              f"mean batch latency {m.get('ingest_batch_latency_seconds_sum', 0.0) / max(1.0, batches):.3f} s",
+              flush=True)
         cpu1 = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -198,11 +204,15 @@ def main() -> None:
     parser.add_argument("--live-rate", type=float, default=20_000, help="readings/s of the latency phase")
     parser.add_argument("--live-seconds", type=float, default=15)
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of ingest's first drain here")
+    parser.add_argument("--ingest-from", type=Path,
+                        help="run the ingest package found in this folder (e.g. an older version, for before/after)")
     parser.add_argument("--quick", action="store_true", help="small run for `make bench`")
     args = parser.parse_args()
     if args.quick:
         args.readings, args.live_seconds, args.live_rate = 100_000, 5, 10_000
 
+    if args.ingest_from:
+        os.environ["INGEST_FROM"] = str(args.ingest_from.resolve())
     reg = big_registry(args.devices)
     topics = device_topics(reg)
     t0 = int(time.time() * 1000) - 24 * 3600_000

@@ -298,7 +298,7 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
 
 
 def run_demo(base_dir: Path = Path("var"), speed: float = 1.0, config: Path | None = None,
-             history_days: int = 30) -> int:
+             history_days: int = 28) -> int:
     """Run the demo until Ctrl-C; returns the process exit code.
 
     Args:

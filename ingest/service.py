@@ -41,6 +41,7 @@ KINDS = ("telemetry", "event", "status")
 RECONNECT_BASE_S = 0.5
 RECONNECT_MAX_S = 30.0
 DEFAULT_WRITERS = 2
+YIELD_EVERY = 200  # messages handled before the receiver lets the other tasks run
 
 
 def subscriptions(group: str) -> list[tuple[str, int]]:
@@ -219,6 +220,7 @@ class IngestService:
         translate = self._translator.translate_body
         counters = self._kind_counters
         in_flight = self.metrics.in_flight
+        received = 0
         async for message in client.messages:
             topic = message.topic.value
             payload = message.payload if isinstance(message.payload, bytes) else bytes(str(message.payload), "utf-8")
@@ -239,6 +241,12 @@ class IngestService:
                     acks.settle(ticket)  # e.g. an online status naming no devices: nothing to store
             in_flight.set(acks.in_flight)
             await acks.wait_for_room()
+            received += 1
+            if batcher.points >= batcher.max_points or received % YIELD_EVERY == 0:
+                # aiomqtt hands over queued messages without suspending, so a backlog of thousands would keep
+                # this loop running while the writers (a full batch is waiting) and the socket (PUBACKs,
+                # keepalive) starve: step aside for one loop iteration.
+                await asyncio.sleep(0)
 
     async def _write_loop(self, client: aiomqtt.Client, writer: InfluxWriter, acks: AckSequencer,
                           batcher: Batcher) -> None:

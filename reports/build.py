@@ -328,6 +328,28 @@ def enterprise_report(inp: Inputs, enterprise_id: str) -> EnterpriseReport:
                             _meta(inp, inp.energy.source))
 
 
+def park_progress(inp: Inputs, park: Park) -> tuple[list[Progress], list[Progress], Progress | None]:
+    """A park's targets against the evaluation period (targets are annual: the year, or the 12 months to the month).
+
+    Returns:
+        `(output-value targets, new-energy ratio targets, green-park status)`.
+    """
+    eval_sums = _sums(inp.eval_records)
+    eval_econ = park_economy([eval_sums[e.id] for e in park.enterprises if e.id in eval_sums])
+    year = inp.eval_period.year
+    output = output_progress(park.output_targets, eval_econ.output_value / 10_000 if eval_econ is not None else None,
+                             year)
+    ratios: dict[str, float | None] = {"": new_energy_ratio(inp.eval_energy.park(park.id))}
+    for target in park.new_energy_targets:
+        members = [e.id for e in park.enterprises if target.area and e.area == target.area]
+        if members:
+            area = Totals()
+            area.values = {k: sum(inp.eval_energy.enterprise(m).get(k) for m in members)
+                           for k in ("consumed_kwh", "renewable_consumed_kwh")}
+            ratios[target.area] = new_energy_ratio(area)
+    return output, new_energy_progress(park.new_energy_targets, ratios, year), green_park_progress(park, year)
+
+
 def park_report(inp: Inputs, park_id: str, visible: Callable[[Enterprise], bool] | None = None) -> ParkReport:
     """The report of one park.
 
@@ -351,22 +373,8 @@ def park_report(inp: Inputs, park_id: str, visible: Callable[[Enterprise], bool]
             rows.append((ent, energy_section(inp.energy, "enterprise", ent.id, inp.period, inp.factors),
                          sums.get(ent.id), evaluations.get(ent.id)))
     econ = park_economy([sums[e.id] for e in park.enterprises if e.id in sums])
-    # Targets are annual: they are measured over the evaluation period (the year, or the 12 months to the month).
-    eval_sums = _sums(inp.eval_records)
-    eval_econ = park_economy([eval_sums[e.id] for e in park.enterprises if e.id in eval_sums])
-    year = inp.eval_period.year
-    output = output_progress(park.output_targets, eval_econ.output_value / 10_000 if eval_econ is not None else None,
-                             year)
-    ratios: dict[str, float | None] = {"": new_energy_ratio(inp.eval_energy.park(park.id))}
-    for target in park.new_energy_targets:
-        members = [e.id for e in park.enterprises if target.area and e.area == target.area]
-        if members:
-            area = Totals()
-            area.values = {k: sum(inp.eval_energy.enterprise(m).get(k) for m in members)
-                           for k in ("consumed_kwh", "renewable_consumed_kwh")}
-            ratios[target.area] = new_energy_ratio(area)
+    output, new_energy, green = park_progress(inp, park)
     ranking = rank_parks(park_subjects(inp), inp.config.park)
     return ParkReport("park", inp.period, inp.eval_period, park, energy, econ, per_mu(econ, energy.carbon), rows,
-                      output, new_energy_progress(park.new_energy_targets, ratios, year),
-                      green_park_progress(park, year), ranking, inp.config.park.reward_top,
+                      output, new_energy, green, ranking, inp.config.park.reward_top,
                       meters_of(park.enterprises, inp.energy), _meta(inp, inp.energy.source))

@@ -161,6 +161,18 @@ class EconomyStore:
             rows = db.execute(sql + " ORDER BY enterprise, month", args).fetchall()
         return [self._row(r) for r in rows]
 
+    def revision(self) -> int:
+        """A number that grows with every change (the last history id; 0 when nothing was ever stored)."""
+        with self._connect() as db:
+            row = db.execute("SELECT COALESCE(MAX(id), 0) FROM economic_history").fetchone()
+        return int(row[0])
+
+    def latest_month(self) -> str | None:
+        """The latest month any enterprise reported (`YYYY-MM`), None when the store is empty."""
+        with self._connect() as db:
+            row = db.execute("SELECT MAX(month) FROM economic_data").fetchone()
+        return row[0] if row and row[0] else None
+
     def history(self, enterprise: str | None = None, month: str | None = None, limit: int = 1000) -> list[Change]:
         """Changes, newest first."""
         where, args = [], []

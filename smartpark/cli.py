@@ -23,6 +23,7 @@ from parkmodel.registry import DEFAULT_REGISTRY, RegistryError, load_registry
 from reports.cli import report as report_command
 from simulators.cli import app as simulate_app
 from simulators.history import history_command
+from smartpark.influx_schema import backfill_command, setup_command
 
 app = typer.Typer(
     name="smartpark",
@@ -38,6 +39,11 @@ app.add_typer(api_app, name="api", help="API and dashboard.")
 app.add_typer(simulate_app, name="simulate", help="Simulated Modbus devices for demos and tests.")
 simulate_app.command("history", help="Write a realistic history of the demo park straight to InfluxDB.")(
     history_command)
+influx_app = typer.Typer(help="InfluxDB schema: retention policies, continuous queries, rollups.", no_args_is_help=True)
+influx_app.command("setup", help="Create the database, retention policies and continuous queries (idempotent).")(
+    setup_command)
+influx_app.command("backfill", help="Compute the 1-minute and 1-hour rollups over past data.")(backfill_command)
+app.add_typer(influx_app, name="influx")
 app.add_typer(users_app, name="users", help="Dashboard and API users.")
 app.add_typer(keys_app, name="keys", help="API keys for machines and gateways.")
 app.add_typer(grafana_app, name="grafana", help="Grafana provisioning and push.")
@@ -65,7 +71,7 @@ def registry_check(path: Annotated[Path, typer.Argument(help="registry YAML file
 def demo(
     base_dir: Annotated[Path, typer.Option(help="folder for data, configs and logs")] = Path("var"),
     speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
-    history_days: Annotated[int, typer.Option(help="days of simulated history written at first start (0: none)")] = 30,
+    history_days: Annotated[int, typer.Option(help="days of simulated history written at first start (0: none)")] = 28,
 ) -> None:
     """Start the whole platform locally with simulated devices (what `make demo` runs)."""
     from deploy.demo import run_demo

@@ -7,11 +7,12 @@ file, the key and what is expected.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from parkmodel.registry import DEFAULT_REGISTRY
@@ -30,12 +31,64 @@ class MqttSettings(_Section):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
 
 
+#: An InfluxDB 1.x retention duration: `INF` or whole units (w, d, h, m, s), e.g. `30d`, `104w`, `1d12h`.
+INFLUX_DURATION_PATTERN = r"^(INF|([0-9]{1,7}(w|d|h|m|s))+)$"
+_DURATION_UNIT_S = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+_RP_NAME = r"^[A-Za-z0-9_]+$"
+
+
+def influx_duration_s(text: str) -> int:
+    """Seconds of an InfluxDB duration (`30d`, `720h0m0s`, ...); 0 means infinite (`INF`, `0s`).
+
+    Args:
+        text: the duration as in the config or as `SHOW RETENTION POLICIES` prints it.
+    """
+    if text.upper() == "INF":
+        return 0
+    matches = re.findall(r"([0-9]+)(w|d|h|m|s)", text)
+    if not matches or "".join(n + u for n, u in matches) != text:
+        raise ValueError(f"{text!r} is not an InfluxDB duration such as 30d, 104w or INF")
+    return sum(int(n) * _DURATION_UNIT_S[u] for n, u in matches)
+
+
+def _retention(value: str) -> str:
+    if not re.fullmatch(INFLUX_DURATION_PATTERN, value):
+        raise ValueError("expected an InfluxDB duration such as 30d, 104w, 1d12h or INF (there is no year unit: "
+                         "5 years is 1825d)")
+    seconds = influx_duration_s(value)
+    if 0 < seconds < 3600:
+        raise ValueError(f"{value!r} is shorter than InfluxDB's minimum retention of 1h (or use INF)")
+    return value
+
+
+_Retention = Annotated[str, AfterValidator(_retention)]
+
+
 class InfluxSettings(_Section):
+    """InfluxDB connection and storage layout (see `smartpark.influx_schema`).
+
+    Raw data lives in `raw_rp` (the database's DEFAULT policy, where ingest and analytics write) for
+    `raw_retention`; continuous queries roll it up into `rollup_1m_rp` and `rollup_1h_rp`, kept longer.
+    """
+
     url: str = "http://127.0.0.1:8086"
     database: str = Field(default="smartpark", pattern=r"^[A-Za-z0-9_]+$")
     username: str | None = None
     password: SecretStr | None = None
     timeout_s: float = Field(default=10.0, gt=0)
+    raw_rp: str = Field(default="raw", pattern=_RP_NAME, description="DEFAULT retention policy of raw writes")
+    raw_retention: _Retention = "30d"
+    rollup_1m_rp: str = Field(default="rollup_1m", pattern=_RP_NAME)
+    rollup_1m_retention: _Retention = "730d"
+    rollup_1h_rp: str = Field(default="rollup_1h", pattern=_RP_NAME)
+    rollup_1h_retention: _Retention = "3650d"
+
+    @model_validator(mode="after")
+    def _distinct_policies(self) -> Self:
+        names = [self.raw_rp, self.rollup_1m_rp, self.rollup_1h_rp]
+        if len(set(names)) != len(names):
+            raise ValueError(f"raw_rp, rollup_1m_rp and rollup_1h_rp must be three different names (got {names})")
+        return self
 
 
 class IngestSettings(_Section):
@@ -53,6 +106,10 @@ class AnalyticsSettings(_Section):
     factors_file: Path | None = Field(default=None, description="tce/CO2 coefficients (default: analytics/data/factors.yaml)")
 
 
+class AlertsSettings(_Section):
+    rules_dir: Path | None = Field(default=None, description="per-park rule overrides (default: {var_dir}/rules)")
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -68,6 +125,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    alerts: AlertsSettings = AlertsSettings()
     api: ApiSettings = ApiSettings()
 
     @classmethod

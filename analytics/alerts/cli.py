@@ -16,7 +16,8 @@ from smartpark.config import ConfigError, Settings, load_settings
 app = typer.Typer(help="Alerts and safety events: thresholds, staleness, energy rules; MQTT and webhooks.")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config file (sections mqtt, ...)")]
-RulesDirOpt = Annotated[Path | None, typer.Option("--rules-dir", help="folder of per-park {park}.yaml overrides")]
+RulesDirOpt = Annotated[Path | None, typer.Option(
+    "--rules-dir", help="folder of per-park {park}.yaml overrides (default: alerts.rules_dir, else {var_dir}/rules)")]
 SubscribersOpt = Annotated[Path | None, typer.Option("--subscribers", help="webhook subscribers YAML")]
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="SQLite file (default {var_dir}/alerts.sqlite)")]
 
@@ -33,6 +34,14 @@ def _store_path(settings: Settings, store: Path | None) -> Path:
     return store or Path(settings.var_dir) / "alerts.sqlite"
 
 
+def _rules_dir(settings: Settings, given: Path | None) -> tuple[Path, Path | None]:
+    """The folder to watch, and the one to load now (None while the default folder does not exist yet)."""
+    from analytics.alerts.rules import rules_dir_of
+
+    folder = given or rules_dir_of(settings)
+    return folder, (folder if given is not None or folder.is_dir() else None)
+
+
 @app.callback(invoke_without_command=True)
 def alerts(ctx: typer.Context, config: ConfigOpt = None, rules_dir: RulesDirOpt = None,
            subscribers: SubscribersOpt = None, store: StoreOpt = None,
@@ -45,15 +54,18 @@ def alerts(ctx: typer.Context, config: ConfigOpt = None, rules_dir: RulesDirOpt 
     from analytics.alerts.subscribers import load_subscribers
 
     settings = _settings(config)
+    watched, now = _rules_dir(settings, rules_dir)
     try:
         registry = load_registry(settings.registry)
-        book = load_rulebook(registry, rules_dir)
+        book = load_rulebook(registry, now)
         subs = load_subscribers(subscribers, registry)
     except (RegistryError, RulesError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = EngineOptions(store_path=_store_path(settings, store), group=group)
+    # Registry and rule edits (the API's) are followed live; invalid versions are logged and skipped.
+    options = EngineOptions(store_path=_store_path(settings, store), group=group,
+                            registry_path=Path(settings.registry), rules_dir=watched)
     try:
         asyncio.run(run_alerts(settings, registry, book, subscribers=subs, options=options))
     except KeyboardInterrupt:
@@ -69,7 +81,7 @@ def check(config: ConfigOpt = None, rules_dir: RulesDirOpt = None, subscribers: 
     settings = _settings(config)
     try:
         registry = load_registry(settings.registry)
-        book = load_rulebook(registry, rules_dir)
+        book = load_rulebook(registry, _rules_dir(settings, rules_dir)[1])
         subs = load_subscribers(subscribers, registry)
     except (RegistryError, RulesError) as exc:
         typer.echo(str(exc), err=True)

@@ -9,7 +9,9 @@ lives in the shared SQLite store, which every worker consults, so N workers (and
 agree. Store calls run in one dedicated thread, never on the event loop. Three named tasks run in one
 TaskGroup: the MQTT connection (publishing, and with `subscribe=True` also receiving: `run_alerts`),
 the tick loop (staleness, escalation, open-alert refresh) and the dispatch loop (fan-out of lifecycle
-events to recipients, delivery of the outbox).
+events to recipients, delivery of the outbox). With `EngineOptions.registry_path` and `rules_dir` set, two
+more watch the registry file and the per-park rules folder and swap in each valid new version without a
+restart (`apply_registry`, `apply_rules`); an invalid file is logged and the last good version stays.
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ from analytics.alerts.rules import (
     GatewayOfflineRule,
     RateRule,
     RuleBook,
+    RulesError,
     ThresholdRule,
     default_rulebook,
+    load_rulebook,
 )
 from analytics.alerts.store import AlertDraft, AlertStore, OutboxRow, Target
 from analytics.alerts.subscribers import Subscriber
@@ -79,6 +83,7 @@ from parkmodel.topics import (
     safety_topic,
     shared,
 )
+from parkmodel.watch import ChangeWatcher, RegistryWatcher
 from smartpark.config import Settings
 from smartpark.mqtt import mqtt_client_kwargs
 
@@ -117,6 +122,9 @@ class EngineOptions:
         lease_ttl_s: how long a fan-out or delivery lease lasts without renewal.
         retry: backoff of failed deliveries.
         default_escalate_after_s: escalation delay of safety rules that do not set one.
+        registry_path: registry file to follow (`apply_registry` on each valid change); None: fixed registry.
+        rules_dir: folder of per-park `{park}.yaml` rule overrides to follow (`apply_rules`); None: fixed rules.
+        watch_s: how often the registry file and the rules folder are looked at.
     """
 
     store_path: Path | None = None
@@ -129,6 +137,9 @@ class EngineOptions:
     lease_ttl_s: float = 15.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     default_escalate_after_s: float = 300.0
+    registry_path: Path | None = None
+    rules_dir: Path | None = None
+    watch_s: float = 1.0
 
 
 @dataclass(slots=True)
@@ -211,6 +222,8 @@ class AlertEngine:
             ]
             if self.options.publish_mqtt or self.options.subscribe:
                 self._loops.append(self._tasks.create_task(self._mqtt_loop(), name="alerts-mqtt"))
+            for watcher in self._watchers():
+                self._loops.append(self._tasks.create_task(watcher.run(), name=watcher.name))
         except BaseException:
             await self._stack.aclose()
             raise
@@ -222,6 +235,92 @@ class AlertEngine:
         for task in [*self._loops, *self._delivering.values()]:
             task.cancel()
         await self._stack.aclose()
+
+    # --- live changes of the registry and the rules ---------------------------------------------------
+
+    def _watchers(self) -> list[ChangeWatcher[Any]]:
+        out: list[ChangeWatcher[Any]] = []
+        if self.options.registry_path is not None:
+            out.append(RegistryWatcher(self.options.registry_path, self.apply_registry,
+                                       interval_s=self.options.watch_s, name="alerts-registry-watch"))
+        rules_dir = self.options.rules_dir
+        if rules_dir is not None:
+            out.append(ChangeWatcher(lambda: rules_dir.glob("*.yaml"), lambda: self._load_rules(self.registry),
+                                     self.apply_rules, errors=(RulesError,), interval_s=self.options.watch_s,
+                                     name="alerts-rules-watch"))
+        for watcher in out:
+            watcher.prime()
+        return out
+
+    def _load_rules(self, registry: Registry) -> RuleBook:
+        rules_dir = self.options.rules_dir
+        return load_rulebook(registry, rules_dir if rules_dir is not None and rules_dir.is_dir() else None)
+
+    def apply_rules(self, rules: RuleBook) -> None:
+        """Swap in a new, validated rule book (the rules watch calls this). Hysteresis and windows are kept
+        per rule id and source, so an open alert continues under its rule's new limits.
+
+        Args:
+            rules: the new rule book.
+        """
+        self.rules = rules
+        log.info("alert rules applied: defaults %s, park overrides %s", rules.default.revision,
+                 {park: rs.revision for park, rs in rules.parks.items()})
+
+    async def apply_registry(self, registry: Registry) -> None:
+        """Swap in a new registry without a restart (the registry watch calls this on each valid change).
+
+        Locations, contracted capacities, roles and poll intervals are read from the registry in force at
+        each evaluation; the park rule files are validated again against it (kept as they were if they no
+        longer validate); alerts still open for devices, gateways or enterprises that left the registry are
+        cleared, and their in-memory state dropped.
+
+        Args:
+            registry: the new, validated registry.
+        """
+        assert self.store is not None
+        rules: RuleBook | None = None
+        if self.options.rules_dir is not None:
+            try:
+                rules = await asyncio.to_thread(self._load_rules, registry)
+            except RulesError as exc:
+                log.error("alert rules do not fit the new registry, keeping the current rules: %s", exc)
+        self.registry = registry
+        if rules is not None:
+            self.apply_rules(rules)
+        devices = {ref.device.id for ref in registry.devices()}
+        enterprises = {e.id for p in registry.parks for e in p.enterprises}
+        gateways = {g.id for p in registry.parks for e in p.enterprises for g in e.gateways}
+        known = {"device": devices, "enterprise": enterprises, "gateway": gateways}
+        for table in (self._seen, self._offline_reported):
+            for d in [d for d in table if d not in devices]:
+                del table[d]
+        for key in [k for k in self._demand if k.rsplit("/", 1)[-1] not in enterprises]:
+            del self._demand[key]
+        for ent in [e for e in self._hours if e not in enterprises]:
+            del self._hours[ent]
+
+        def gone(source: str) -> bool:
+            kind, _, ident = source.partition("/")
+            return kind in known and ident not in known[kind]
+
+        orphans = [(rule, source) for rule, source in self._open if gone(source)]
+        for key in [k for k in [*self._levels, *self._rates] if gone(k[1])]:
+            self._levels.pop(key, None)
+            self._rates.pop(key, None)
+        if orphans:
+            store, at = self.store, self.clock()
+
+            def clear() -> list[tuple[str, dict[str, Any]]]:
+                return [ev for rule, source in orphans for ev in store.clear(rule, source, None, at_ms=at)]
+
+            for event, alert in await self._call(clear):
+                EVENTS.labels(category=alert["category"], event=event).inc()
+            for key in orphans:
+                self._open.pop(key, None)
+            self.wake()
+        log.info("alert engine applied a new registry: %d devices; %d alerts of removed sources cleared",
+                 len(devices), len(orphans))
 
     async def _close_store(self) -> None:
         assert self.store is not None

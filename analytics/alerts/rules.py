@@ -11,7 +11,7 @@ import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from parkmodel.ids import ID_PATTERN
 from parkmodel.points import POINTS
 from parkmodel.registry import Registry, Role
+
+if TYPE_CHECKING:
+    from smartpark.config import Settings
 
 DEFAULT_RULES = Path(__file__).parent / "data" / "default_rules.yaml"
 
@@ -307,6 +310,55 @@ def merge_park(defaults: dict[str, Any], override: dict[str, Any], source: str) 
     }
 
 
+def rules_dir_of(settings: Settings) -> Path:
+    """The per-park rules folder: `settings.alerts.rules_dir` when configured, else `{var_dir}/rules`.
+
+    Args:
+        settings: platform settings.
+    """
+    configured = settings.alerts.rules_dir
+    return Path(configured) if configured else Path(settings.var_dir) / "rules"
+
+
+def read_defaults(defaults: Path = DEFAULT_RULES) -> dict[str, Any]:
+    """The default rules file's mapping (validated).
+
+    Raises:
+        RulesError: naming the file and the key.
+    """
+    data = _read(defaults)
+    parse_rule_file(data, str(defaults))
+    return data
+
+
+def park_ruleset(registry: Registry, park_id: str, override: Any, source: str,
+                 defaults: dict[str, Any] | None = None) -> RuleSet:
+    """Validate one park's override mapping merged into the defaults; the park's effective rules.
+
+    Args:
+        registry: the registry the park and its enterprises (quotas) must be in.
+        park_id: the park.
+        override: the override mapping (a park file's content, or an API body).
+        source: file name (or request) used in messages.
+        defaults: the default rules mapping (default: the shipped file).
+
+    Raises:
+        RulesError: naming `source` and the key.
+    """
+    park = registry.park(park_id)
+    if park is None:
+        raise RulesError(f"{source}: no park {park_id!r} in the registry (files are named {{park}}.yaml)")
+    if not isinstance(override, dict):
+        raise RulesError(f"{source}: the top level must be a mapping (version:, rules:, quotas:)")
+    base = defaults if defaults is not None else _read(DEFAULT_RULES)
+    parsed = parse_rule_file(merge_park(base, override, source), source)
+    ents = {e.id for e in park.enterprises}
+    for ent in parsed.quotas:
+        if ent not in ents:
+            raise RulesError(f"{source}: quotas.{ent}: not an enterprise of park {park.id!r}")
+    return RuleSet.of(parsed)
+
+
 def load_rulebook(registry: Registry, rules_dir: Path | None = None, defaults: Path = DEFAULT_RULES) -> RuleBook:
     """Load and validate the default rules and each park's override file.
 
@@ -325,15 +377,7 @@ def load_rulebook(registry: Registry, rules_dir: Path | None = None, defaults: P
         if not rules_dir.is_dir():
             raise RulesError(f"{rules_dir}: rules folder not found")
         for path in sorted(rules_dir.glob("*.yaml")):
-            park = registry.park(path.stem)
-            if park is None:
-                raise RulesError(f"{path}: no park {path.stem!r} in the registry (files are named {{park}}.yaml)")
-            parsed = parse_rule_file(merge_park(base_data, _read(path), str(path)), str(path))
-            ents = {e.id for e in park.enterprises}
-            for ent in parsed.quotas:
-                if ent not in ents:
-                    raise RulesError(f"{path}: quotas.{ent}: not an enterprise of park {park.id!r}")
-            parks[park.id] = RuleSet.of(parsed)
+            parks[path.stem] = park_ruleset(registry, path.stem, _read(path), str(path), base_data)
     return RuleBook(RuleSet.of(base), parks)
 
 

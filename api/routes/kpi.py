@@ -8,20 +8,24 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import Field
 
 from api.csvexport import CSV_RESPONSES, Format, csv_response, with_local_time
 from api.deps import CallerDep, EnterpriseKpiDep, FeedDep, InfluxDep, ParkKpiDep
 from api.errors import ApiError
+from api.history import InfluxSettingsDep, SegmentPublic, read_history
 from api.influx import InfluxReader, Series
 from api.models import EnterpriseKpiRow, KpiHistoryPublic, KpiPublic
 from api.queries import (
     KPI_KEYS,
+    history_sources,
     history_window,
-    kpi_history_query,
+    kpi_target,
     latest_enterprise_kpis_query,
     latest_kpi_query,
     parse_kpi_fields,
 )
+from smartpark.config import InfluxSettings
 
 router = APIRouter(tags=["kpi"])
 
@@ -150,45 +154,47 @@ async def park_enterprises_kpi(park: ParkKpiDep, feed: FeedDep, influx: InfluxDe
     return rows
 
 
-async def _history(influx: InfluxReader, scope: str, park: str, enterprise: str | None, start: str | None,
-                   end: str | None, every: str | None, fields: str | None) -> KpiHistoryPublic:
+class KpiHistoryRollupPublic(KpiHistoryPublic):
+    source: str = Field(description='"rollup_1h", "rollup_1m" or "raw": the coarsest source read; `segments` has the details')
+    segments: list[SegmentPublic] = Field(description="each stretch of the range and its source")
+
+
+async def _history(influx: InfluxReader, influx_settings: InfluxSettings, scope: str, park: str,
+                   enterprise: str | None, start: str | None, end: str | None, every: str | None,
+                   fields: str | None) -> KpiHistoryRollupPublic:
     keys = parse_kpi_fields(fields)
     window = history_window(start, end, every, now_ms=int(time.time() * 1000))
     ident = enterprise if scope == "enterprise" and enterprise else park
-    (series_list,) = await influx.query(kpi_history_query(scope, ident, keys, window)) or ([],)
-    points: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for series in series_list:
-        for row in series.rows():
-            point: dict[str, Any] = {"ts": int(row.pop("time"))}
-            for key, value in row.items():
-                if value is not None:
-                    point[key] = value
-                    seen.add(key)
-            if len(point) > 1:
-                points.append(point)
-    return KpiHistoryPublic(scope=scope, park=park, enterprise=enterprise, start=window.start_ms, end=window.end_ms,
-                            every_s=window.every_s, fields=[k for k in keys if k in seen], points=points)
+    history = await read_history(influx, kpi_target(scope, ident, keys), window,
+                                 history_sources(influx_settings, window.every_s))
+    seen = {key for point in history.points for key in point}
+    return KpiHistoryRollupPublic(scope=scope, park=park, enterprise=enterprise, start=window.start_ms,
+                                  end=window.end_ms, every_s=window.every_s, fields=[k for k in keys if k in seen],
+                                  points=history.points, source=history.source, segments=history.segments_public())
 
 
 def _history_csv(history: KpiHistoryPublic, filename: str) -> Response:
     return csv_response(["time", "ts", *history.fields], with_local_time(history.points), filename)
 
 
-@router.get("/parks/{park_id}/kpi/history", response_model=KpiHistoryPublic, responses=CSV_RESPONSES)
-async def park_kpi_history(park: ParkKpiDep, influx: InfluxDep, start: StartQ = None, end: EndQ = None,
-                           every: EveryQ = None, fields: FieldsQ = None,
-                           format: FormatQ = Format.JSON) -> KpiHistoryPublic | Response:
-    """A park's KPIs over [start, end) per `every` bucket (default range: the last hour)."""
-    history = await _history(influx, "park", park.id, None, start, end, every, fields)
+@router.get("/parks/{park_id}/kpi/history", response_model=KpiHistoryRollupPublic, responses=CSV_RESPONSES)
+async def park_kpi_history(park: ParkKpiDep, influx: InfluxDep, influx_settings: InfluxSettingsDep,
+                           start: StartQ = None, end: EndQ = None, every: EveryQ = None, fields: FieldsQ = None,
+                           format: FormatQ = Format.JSON) -> KpiHistoryRollupPublic | Response:
+    """A park's KPIs over [start, end) per `every` bucket (default range: the last hour), read from the
+    1-minute or 1-hour rollups where the bucket allows and they hold data, else from raw rows."""
+    history = await _history(influx, influx_settings, "park", park.id, None, start, end, every, fields)
     return _history_csv(history, f"{park.id}-kpi.csv") if format is Format.CSV else history
 
 
-@router.get("/enterprises/{enterprise_id}/kpi/history", response_model=KpiHistoryPublic, responses=CSV_RESPONSES)
-async def enterprise_kpi_history(found: EnterpriseKpiDep, influx: InfluxDep, start: StartQ = None, end: EndQ = None,
-                                 every: EveryQ = None, fields: FieldsQ = None,
-                                 format: FormatQ = Format.JSON) -> KpiHistoryPublic | Response:
-    """An enterprise's KPIs over [start, end) per `every` bucket (default range: the last hour)."""
+@router.get("/enterprises/{enterprise_id}/kpi/history", response_model=KpiHistoryRollupPublic,
+            responses=CSV_RESPONSES)
+async def enterprise_kpi_history(found: EnterpriseKpiDep, influx: InfluxDep, influx_settings: InfluxSettingsDep,
+                                 start: StartQ = None, end: EndQ = None, every: EveryQ = None,
+                                 fields: FieldsQ = None,
+                                 format: FormatQ = Format.JSON) -> KpiHistoryRollupPublic | Response:
+    """An enterprise's KPIs over [start, end) per `every` bucket (default range: the last hour), from the
+    rollups or raw rows like the park's."""
     park, ent = found
-    history = await _history(influx, "enterprise", park.id, ent.id, start, end, every, fields)
+    history = await _history(influx, influx_settings, "enterprise", park.id, ent.id, start, end, every, fields)
     return _history_csv(history, f"{ent.id}-kpi.csv") if format is Format.CSV else history

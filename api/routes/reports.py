@@ -19,11 +19,22 @@ from fastapi.responses import Response
 from analytics.influx import InfluxError
 from api.deps import AdminDep, CallerDep, EnterpriseKpiDep, IdPath, ParkKpiDep, RegistryDep
 from api.errors import ApiError, ErrorCode, invalid
+from reports.build import Inputs
 from reports.economy import FIGURE_KEYS, EconomicRecord, ImportProblems, load_records, validate_rows
-from reports.periods import PeriodError, parse_period
+from reports.periods import Period, PeriodError, parse_period
 from reports.render import MEDIA_TYPES, RenderError, render
 from reports.service import build_report
 from reports.store import EconomyStore, NotFound, VersionConflict, economy_path
+from reports.views import (
+    InputsCache,
+    assessment,
+    default_period,
+    default_year,
+    enterprise_evaluation,
+    evaluation_inputs,
+    park_evaluation,
+    park_targets,
+)
 
 router = APIRouter(tags=["reports"])
 PeriodQuery = Annotated[str, Query(description="2026-10 (month), 2026 (year) or 2026-10/12m (12 months)")]
@@ -78,6 +89,76 @@ async def park_report(request: Request, park: ParkKpiDep, access: CallerDep, reg
                       period: PeriodQuery, fmt: FormatQuery = "html", lang: LangQuery = "zh") -> Response:
     """A park's report: energy, targets and progress, enterprises' classes, the annual park ranking."""
     return await _report(request, "park", park.id, period, fmt, lang, access, registry)
+
+
+# ---- evaluation, targets, assessment ------------------------------------------------------------------------
+OptionalPeriodQuery = Annotated[str | None, Query(
+    max_length=32, description="2026-10 (the 12 months ending with it), 2026 (a year) or 2026-10/12m; "
+                               "default: the 12 months ending with the latest economic data")]
+YearQuery = Annotated[int | None, Query(ge=2000, le=2100, description="assessment year (default: the year of "
+                                                                     "the latest economic data)")]
+
+
+def _period_of(request: Request, text: str | None) -> Period:
+    if text is None or not text.strip():
+        return default_period(_store(request))
+    try:
+        return parse_period(text)
+    except PeriodError as exc:
+        raise invalid(str(exc), "period") from None
+
+
+async def _inputs(request: Request, registry: RegistryDep, period: Period) -> Inputs:
+    settings = request.app.state.settings
+    cfg = settings.influx
+    cache = getattr(request.app.state, "reports_inputs_cache", None)
+    if cache is None:
+        cache = request.app.state.reports_inputs_cache = InputsCache()
+    auth = (cfg.username, cfg.password.get_secret_value()) if cfg.username and cfg.password else None
+    try:
+        async with httpx.AsyncClient(base_url=cfg.url, timeout=max(cfg.timeout_s, 30.0), auth=auth) as client:
+            return await evaluation_inputs(client, cfg.database, registry, _store(request), period, cache=cache)
+    except httpx.TransportError as exc:
+        raise ApiError(ErrorCode.UNAVAILABLE, f"InfluxDB at {cfg.url} is unreachable: {type(exc).__name__}") from None
+    except InfluxError as exc:
+        raise ApiError(ErrorCode.UPSTREAM_ERROR, str(exc)) from None
+
+
+@router.get("/enterprises/{enterprise_id}/evaluation")
+async def get_enterprise_evaluation(request: Request, found: EnterpriseKpiDep, registry: RegistryDep,
+                                    period: OptionalPeriodQuery = None) -> dict[str, Any]:
+    """An enterprise's 亩均效益 evaluation explaining itself: each indicator's value (numerator ÷ denominator),
+    reference, weight and score, then total, rank and class A–D (the enterprise itself, operations, admins)."""
+    inp = await _inputs(request, registry, _period_of(request, period))
+    return enterprise_evaluation(inp, found[1].id)
+
+
+@router.get("/parks/{park_id}/evaluation")
+async def get_park_evaluation(request: Request, park: ParkKpiDep, registry: RegistryDep,
+                              period: OptionalPeriodQuery = None) -> dict[str, Any]:
+    """Every enterprise of a park ranked with its score and class (operations, admins)."""
+    inp = await _inputs(request, registry, _period_of(request, period))
+    return park_evaluation(inp, park.id)
+
+
+@router.get("/parks/{park_id}/targets")
+async def get_park_targets(request: Request, park: ParkKpiDep, registry: RegistryDep,
+                           period: OptionalPeriodQuery = None) -> dict[str, Any]:
+    """A park's output-value targets against reported output (10⁸ yuan), new-energy ratio targets against the
+    measured ratio, and green-park status, each as progress against target and year (operations, admins)."""
+    inp = await _inputs(request, registry, _period_of(request, period))
+    return park_targets(inp, park)
+
+
+@router.get("/assessment")
+async def get_assessment(request: Request, access: CallerDep, registry: RegistryDep,
+                         year: YearQuery = None) -> dict[str, Any]:
+    """The annual assessment: parks ranked with the weighting used; the top ones (seed 000 四(二): the first two)
+    marked as rewarded (operations, admins)."""
+    access.require_kpi_overview()
+    the_year = year if year is not None else default_year(_store(request))
+    inp = await _inputs(request, registry, parse_period(f"{the_year:04d}"))
+    return assessment(inp)
 
 
 # ---- economic data ---------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ const state = {
   ent: null, // the enterprise shown: {info, devices, latest: {id: LatestPublic}, alerts: []}
   safety: [], // safety events shown
   rankBy: "consumed",
+  parkEval: null, // the park view's per-mu evaluation
+  entEval: null, // the enterprise view's evaluation
+  targets: null, // {assessment, parks: {id: targets}}
   ws: null,
 };
 
@@ -245,6 +248,10 @@ async function showPark(id) {
   $("park-title").textContent = park ? parkName(park) : id;
   state.parkEnts = (await api(`/parks/${id}/enterprises/kpi`)).map((r) => ({ ...r }));
   renderPark();
+  state.parkEval = null;
+  renderParkEval();
+  api(`/parks/${id}/evaluation`).then((body) => { if (state.view?.id === id) { state.parkEval = body; renderParkEval(); } })
+    .catch((e) => { state.parkEval = { error: e }; renderParkEval(); });
   const end = Date.now();
   const hist = await api(`/parks/${id}/kpi/history?start=${end - 86400000}&end=${end}&every=15m&fields=load_kw,generation_kw,grid_import_kw,storage_kw`);
   const pick = (k) => hist.points.filter((p) => p[k] !== undefined).map((p) => [p.ts, p[k]]);
@@ -289,6 +296,12 @@ async function showEnterprise(id) {
   $("ent-title").textContent = entName(info);
   try { state.ent.kpi = (await api(`/enterprises/${id}/kpi`)).kpi; } catch (e) { /* live frames fill in */ }
   renderEnterprise();
+  state.entEval = null;
+  renderEntEval();
+  renderReportPeriods();
+  api(`/enterprises/${id}/evaluation`).then((body) => {
+    if (state.ent?.info.id === id) { state.entEval = body; renderEntEval(); renderReportPeriods(); }
+  }).catch((e) => { state.entEval = { error: e }; renderEntEval(); });
   await Promise.all([refreshLatest(), refreshAlerts()]);
 }
 async function refreshLatest() {
@@ -415,8 +428,193 @@ async function showDevice(id) {
   { min: end - range, max: end, unit: "", format: (v) => fmtNumber(v ?? 0, 2) }), { replaceMerge: ["series"] });
 }
 
+// ---- per-mu benefit (亩均效益), targets and the annual assessment ----------------------------------------------
+function localName(o, zh = "name", en = "name_en") { return state.lang === "en" && o[en] ? o[en] : o[zh]; }
+function fmtNum(v, digits = 2) { return missing(v) ? "—" : fmtNumber(v, Math.abs(v) >= 1000 ? 0 : digits); }
+function indUnit(unit) { return state.lang === "en" ? unit.replace("万元", "10⁴ yuan").replace("亩", "mu").replace("人", "person") : unit; }
+function evalPeriodText(body) {
+  const [from, to] = (body.months || "").split("/");
+  return from ? t("eval_period", { from, to }) : "";
+}
+function classBadge(code, big) {
+  return el("span", { class: `class-badge class-${code || "none"}${big ? " big" : ""}` }, code || "—");
+}
+// The no-economic-data message with its hint (the same on every view).
+function showEmpty(node, body) {
+  const empty = !body || body.economic_data === false;
+  node.hidden = !empty;
+  if (empty) node.replaceChildren(el("b", {}, t("no_economy")), el("br"), el("span", { class: "hint" }, t("no_economy_hint")));
+  return empty;
+}
+
+function renderParkEval() {
+  const body = state.parkEval;
+  const panel = $("park-eval-panel");
+  if (body && body.error) { panel.hidden = body.error.status === 403; return; }
+  panel.hidden = false;
+  $("park-eval-period").textContent = body ? evalPeriodText(body) : "";
+  $("park-eval-method").textContent = body ? body.scheme.revision : "";
+  const rows = body ? body.items : [];
+  const empty = body ? showEmpty($("park-eval-empty"), body) : false;
+  $("park-eval-table").hidden = empty;
+  $("park-eval").replaceChildren(...rows.map((r) => {
+    const ind = Object.fromEntries(r.indicators.map((i) => [i.key, i]));
+    const cell = (k) => el("td", { class: "num" }, ind[k] ? fmtNum(ind[k].value) : "—");
+    return el("tr", { dataset: { enterprise: r.enterprise, class: r.class || "" } },
+      el("td", {}, r.park_rank ? String(r.park_rank) : "—"),
+      el("td", {}, el("a", { href: `#/enterprise/${r.enterprise}` }, localName(r))),
+      el("td", { class: "muted" }, r.industry || ""),
+      el("td", {}, r.evaluated ? el("span", { title: localName(r, "class_zh", "class_en") }, classBadge(r.class), " ",
+        el("span", { class: "muted" }, localName(r, "class_zh", "class_en"))) : el("span", { class: "muted" }, t("not_evaluated"))),
+      el("td", { class: "num score" }, r.evaluated ? fmtNumber(r.total, 1) : "—"),
+      el("td", { class: "num" }, r.evaluated ? t("rank_of", { rank: r.rank, of: r.of }) : "—"),
+      cell("tax_per_mu"), cell("value_added_per_mu"), cell("value_added_per_tce"));
+  }));
+}
+
+function renderEntEval() {
+  const body = state.entEval;
+  const panel = $("ent-eval-panel");
+  if (body && body.error) { panel.hidden = body.error.status === 403; return; }
+  panel.hidden = false;
+  $("ent-eval-period").textContent = body ? evalPeriodText(body) : "";
+  const empty = body ? showEmpty($("ent-eval-empty"), body) : false;
+  $("ent-eval-summary").hidden = $("ent-eval-table").hidden = empty;
+  const ok = body && body.evaluated;
+  $("ent-eval-class").replaceWith(Object.assign(classBadge(ok ? body.class : null, true), { id: "ent-eval-class" }));
+  $("ent-eval-total").textContent = ok ? fmtNumber(body.total, 1) : "—";
+  $("ent-eval-rank").textContent = ok ? t("rank_of", { rank: body.rank, of: body.of }) : "—";
+  $("ent-eval-class-name").textContent = ok ? localName(body, "class_zh", "class_en") : (body ? t("not_evaluated") : "—");
+  $("ent-eval").replaceChildren(...(body?.indicators || []).map((i) => {
+    const ref = i.reference ? (i.reference.benchmark !== undefined ? fmtNum(i.reference.benchmark)
+      : `${fmtNum(i.reference.min)} – ${fmtNum(i.reference.max)}`) : "—";
+    return el("tr", { dataset: { indicator: i.key }, title: i.note || i.source },
+      el("td", {}, localName(i, "name_zh", "name_en")),
+      el("td", { class: "num" }, `${fmtNum(i.value)} `, el("span", { class: "muted" }, indUnit(i.unit))),
+      el("td", { class: "num muted" }, ref),
+      el("td", { class: "num" }, fmtNumber(i.weight, 0)),
+      el("td", { class: "num score" }, fmtNumber(i.score, 1)));
+  }));
+}
+
+// Report periods offered: the months of the evaluation period (newest first) and its years.
+function renderReportPeriods() {
+  const select = $("report-period");
+  const chosen = select.value;
+  const body = state.entEval && !state.entEval.error ? state.entEval : null;
+  let last = body && body.months ? body.months.split("/")[1] : null;
+  if (!last) { const d = new Date(); d.setDate(0); last = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}`; }
+  let [y, m] = last.split("-").map(Number);
+  const options = [];
+  const years = new Set();
+  for (let k = 0; k < 12; k += 1) {
+    const label = `${y}-${String(m).padStart(2, "0")}`;
+    options.push([label, t("report_month", { m: label })]);
+    years.add(y);
+    [y, m] = m === 1 ? [y - 1, 12] : [y, m - 1];
+  }
+  for (const year of [...years].sort((a, b) => b - a)) options.push([String(year), t("report_year", { y: year })]);
+  select.replaceChildren(...options.map(([v, text]) => el("option", { value: v }, text)));
+  if (options.some(([v]) => v === chosen)) select.value = chosen;
+}
+function fmtBytes(n) { return n >= 1048576 ? `${fmtNumber(n / 1048576, 1)} MB` : `${fmtNumber(n / 1024, 0)} KB`; }
+// Reports need the Authorization header, so they are fetched and handed to the browser as a blob: HTML opens in
+// a new tab, PDF and Excel are saved.
+async function downloadReport(format) {
+  const ent = state.ent;
+  if (!ent) return;
+  const period = $("report-period").value;
+  const status = $("report-status");
+  const tab = format === "html" ? window.open("", "_blank") : null;
+  status.textContent = t("report_loading");
+  const path = `/reports/enterprise/${ent.info.id}?period=${encodeURIComponent(period)}&format=${format}&lang=${state.lang}`;
+  try {
+    const r = await fetch(API + path, { headers: { Authorization: `Bearer ${state.session.token}` } });
+    const blob = await r.blob();
+    document.body.dataset.lastReport = JSON.stringify({ path, status: r.status, type: r.headers.get("content-type"), bytes: blob.size });
+    if (!r.ok) {
+      let msg = `HTTP ${r.status}`;
+      try { msg = JSON.parse(await blob.text()).error.message; } catch (e) { /* not JSON */ }
+      throw new Error(msg);
+    }
+    const name = (/filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "") || [])[1] || `report.${format}`;
+    const url = URL.createObjectURL(blob);
+    if (tab) tab.location.href = url;
+    else el("a", { href: url, download: name }).click();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    status.textContent = t("report_done", { name, size: fmtBytes(blob.size) });
+  } catch (e) {
+    if (tab) tab.close();
+    status.textContent = t("report_failed", { msg: e.message });
+  }
+}
+
+async function showTargets() {
+  renderTargets();
+  const [assessment, ...targets] = await Promise.all([
+    api("/assessment"),
+    ...state.parks.map((p) => api(`/parks/${p.id}/targets`).catch(() => null)),
+  ]);
+  state.targets = { assessment, parks: Object.fromEntries(state.parks.map((p, i) => [p.id, targets[i]])) };
+  renderTargets();
+}
+function statusBadge(status) { return el("span", { class: `status status-${status}` }, t(`status_${status}`)); }
+function progressRow(label, sub, progress, status, text) {
+  const fill = el("div", { class: `fill status-${status}` });
+  fill.style.width = `${Math.max(0, Math.min(1, progress || 0)) * 100}%`;
+  return el("div", { class: "progress-row", dataset: { status } },
+    el("div", { class: "progress-head" }, el("span", {}, label, " ", el("span", { class: "muted" }, sub)), statusBadge(status)),
+    el("div", { class: "bar" }, fill),
+    el("div", { class: "progress-text muted" }, text));
+}
+function targetCard(park, body) {
+  const rows = [];
+  for (const o of body?.output || []) {
+    rows.push(progressRow(t("output_value"), t("target_due", { year: o.target_year }), o.progress, o.status,
+      `${fmtNum(o.actual, 1)} / ${fmtNum(o.target, 0)} ${t("yi_yuan")} · ${missing(o.progress) ? "—" : fmtRatio(o.progress)}`));
+  }
+  for (const n of body?.new_energy || []) {
+    rows.push(progressRow(t("new_energy_ratio"), `${t("target_due", { year: n.target_year })} · ${n.area || t("whole_park")}`,
+      n.progress, n.status, `${fmtRatio(n.actual)} / ≥ ${fmtRatio(n.target)}`));
+  }
+  const g = body?.green_park;
+  const green = g ? el("div", { class: "green-row" }, el("span", { class: "label" }, t("green_park")),
+    el("span", {}, g.green_park ? t("green_yes") : t("green_no"), " · ", t("green_due", { year: g.target_year })), statusBadge(g.status)) : null;
+  return el("article", { class: "panel target-card", dataset: { park: park.id } },
+    el("h3", {}, parkName(park)),
+    ...(rows.length ? rows : [el("p", { class: "muted" }, t("no_targets"))]),
+    ...(green ? [green] : []));
+}
+function renderTargets() {
+  const data = state.targets;
+  const a = data?.assessment;
+  const first = data && Object.values(data.parks).find((b) => b);
+  $("targets-period").textContent = first ? t("measured_over", { from: first.months.split("/")[0], to: first.months.split("/")[1] }) : "";
+  showEmpty($("targets-empty"), a || { economic_data: true });
+  $("targets-parks").replaceChildren(...state.parks.map((p) => targetCard(p, data?.parks?.[p.id])));
+  $("assess-year").textContent = a ? `${a.year}` + (a.data_months ? ` · ${t("measured_over", { from: a.data_months.split("/")[0], to: a.data_months.split("/")[1] })}` : "") : "";
+  $("assess-source").textContent = a ? a.revision : "";
+  const weights = a?.weights || [];
+  $("assess-head").replaceChildren(el("th", {}, t("rank")), el("th", {}, t("park")),
+    ...weights.map((w) => el("th", { class: "num" }, localName(w, "name_zh", "name_en"), el("br"),
+      el("span", { class: "muted small" }, `${t("weight")} ${fmtNumber(w.weight, 0)}`))),
+    el("th", { class: "num" }, t("eval_total")), el("th", {}, t("reward")));
+  const names = Object.fromEntries(state.parks.map((p) => [p.id, p]));
+  $("assess-body").replaceChildren(...(a?.items || []).map((r) => {
+    const ind = Object.fromEntries(r.indicators.map((i) => [i.key, i]));
+    return el("tr", { class: r.rewarded ? "rewarded" : "", dataset: { park: r.park, rank: r.rank ?? "" } },
+      el("td", {}, r.rank ? String(r.rank) : "—"),
+      el("td", {}, names[r.park] ? parkName(names[r.park]) : localName(r)),
+      ...weights.map((w) => el("td", { class: "num" }, ind[w.key] ? fmtNumber(ind[w.key].score, 1) : "—",
+        el("br"), el("span", { class: "muted small" }, ind[w.key] ? `${fmtNum(ind[w.key].value)} ${indUnit(w.unit)}` : ""))),
+      el("td", { class: "num score" }, r.rank ? fmtNumber(r.total, 1) : "—"),
+      el("td", {}, r.rewarded ? el("span", { class: "reward" }, t("rewarded")) : ""));
+  }));
+  $("assess-method").textContent = a ? t("assess_method", { n: a.reward_top, src: a.reward_source }) : "";
+}
+
 // ---- routing -----------------------------------------------------------------------------------------------------
-const VIEWS = ["login", "overview", "park", "enterprise", "emergency", "device"];
+const VIEWS = ["login", "overview", "park", "enterprise", "emergency", "device", "targets"];
 async function route() {
   let [, name, id] = (location.hash || "").split("/");
   if (!state.session) name = "login";
@@ -430,6 +628,7 @@ async function route() {
     else if (name === "park") await showPark(state.view.id);
     else if (name === "enterprise") await showEnterprise(state.view.id);
     else if (name === "emergency") await showEmergency();
+    else if (name === "targets") await showTargets();
     else if (name === "device") await showDevice(state.view.id);
   } catch (e) {
     if (e.status === 404) location.hash = home(); // out of scope or gone: back to where this user belongs
@@ -463,6 +662,9 @@ function applyLanguage() {
   if (state.view?.name === "park") renderPark();
   if (state.view?.name === "enterprise") { renderEnterprise(); renderAlerts($("ent-alerts"), state.ent?.alerts || [], "alerts"); }
   if (state.view?.name === "emergency") renderSafety();
+  if (state.view?.name === "park") renderParkEval();
+  if (state.view?.name === "enterprise") { renderEntEval(); renderReportPeriods(); }
+  if (state.view?.name === "targets") renderTargets();
   if (state.view?.name === "device") showDevice(state.view.id).catch(() => {});
 }
 
@@ -567,6 +769,9 @@ $("lang-toggle").addEventListener("click", () => {
 $("logout").addEventListener("click", logout);
 $("login-form").addEventListener("submit", login);
 $("emg-history").addEventListener("change", () => showEmergency().catch(() => {}));
+for (const b of document.querySelectorAll("#ent-reports-panel [data-format]")) {
+  b.addEventListener("click", () => downloadReport(b.dataset.format));
+}
 $("dev-range").addEventListener("change", () => showDevice(state.view.id).catch(() => {}));
 for (const tab of document.querySelectorAll("[data-rank]")) {
   tab.addEventListener("click", () => {
