@@ -33,6 +33,7 @@ from deploy.security import BrokerAuth, generate_broker_auth
 from deploy.services import ServiceError, influxd, mosquitto, port_answers
 from deploy.stack import gateway_configs
 from parkmodel.registry import Registry, load_registry
+from reports.demo_data import seed_demo_economy
 from smartpark.config import ConfigError, Settings, load_settings
 
 SIM_BASE_PORT = 15020
@@ -240,6 +241,7 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
             children.append(child)
         await asyncio.to_thread(info_path.write_text, json.dumps({"pid": os.getpid(), "dashboard": dashboard}))
         logins = await asyncio.to_thread(demo_logins, settings, registry)
+        await asyncio.to_thread(seed_demo_economy, settings, registry)  # a year of economic data, once
         await asyncio.to_thread(write_logins, base_dir / "demo" / "logins.txt", logins)
         key = await asyncio.to_thread(status_key, settings)
         history = await asyncio.to_thread(_history_children, exe, settings, history_days, logs)
