@@ -18,10 +18,7 @@ filled) stays in cache and each reading is read twice, sequentially.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from analytics.kernels import (
     BEIJING_OFFSET_MS,
@@ -59,30 +56,6 @@ _QCOL = 2
 _TAKE_TS = 3  # anchor time when the cells were taken, less the anchor moves booked nowhere
 _NEXT_LATE = 4  # position in `late` of the series' next late reading
 _NEXT_LATE_TS = 5  # its time (_END_TS: none left)
-_AHEAD = 48  # readings between fetching what the rare path will need and needing it
-
-
-@intrinsic
-def _prefetch(typingctx, arr, i, j):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, ARG001
-    # A hint to fetch the cache line of arr[i, j] (arr[i] when 1-D: pass j = 0) for writing: no effect on
-    # results, never faults. The rare path touches window cells and late readings that the stream of readings
-    # has pushed out of the caches; fetching them a few dozen readings ahead overlaps the misses.
-    if not isinstance(arr, types.Array) or arr.ndim not in (1, 2):
-        return None
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, ARG001
-        ary_t = signature.args[0]
-        ary = context.make_array(ary_t)(context, builder, args[0])
-        idx = [context.cast(builder, args[k + 1], signature.args[k + 1], types.intp) for k in range(ary_t.ndim)]
-        ptr = cgutils.get_item_pointer(context, builder, ary_t, ary, idx, wraparound=False)
-        i8p = ir.IntType(8).as_pointer()
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, ir.IntType(32), ir.IntType(32), ir.IntType(32)])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        i32 = ir.IntType(32)
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])  # write, keep, data cache
-        return context.get_dummy_value()
-
-    return types.void(arr, i, j), codegen
 
 
 @njit(cache=True, inline="always")
@@ -149,33 +122,6 @@ def _hand_back(s: int, r: int, booked: float, q: int, state: np.ndarray, book: n
             quarter_covered[r, qc] += booked
             if q > quarter_quality[r, qc] and quarter_quality[r, qc] != GAP:
                 quarter_quality[r, qc] = q
-
-
-@njit(cache=True, inline="always")
-def _prefetch_rare(s: int, t: int, book: np.ndarray, demand_row: np.ndarray, late_ts: np.ndarray,
-                   late_value: np.ndarray, hour_energy: np.ndarray, hour_covered: np.ndarray,
-                   hour_quality: np.ndarray, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
-                   quarter_quality: np.ndarray) -> None:
-    # What the rare path will touch for a reading of series s at time t: its held cells and the next ones,
-    # its next late reading.
-    hc = book[s, _HCOL]
-    _prefetch(hour_energy, s, hc)
-    _prefetch(hour_energy, s, hc + 1)
-    _prefetch(hour_covered, s, hc)
-    _prefetch(hour_covered, s, hc + 1)
-    _prefetch(hour_quality, s, hc)
-    r = demand_row[s]
-    if r >= 0:
-        qc = book[s, _QCOL]
-        _prefetch(quarter_energy, r, qc)
-        _prefetch(quarter_energy, r, qc + 1)
-        _prefetch(quarter_covered, r, qc)
-        _prefetch(quarter_covered, r, qc + 1)
-        _prefetch(quarter_quality, r, qc)
-    if book[s, _NEXT_LATE_TS] <= t:
-        p = book[s, _NEXT_LATE]
-        _prefetch(late_ts, p, 0)
-        _prefetch(late_value, p, 0)
 
 
 @njit(cache=True, inline="always")
@@ -296,8 +242,6 @@ def fold_batch(
         state[s, _QE] = 0.0
         state[s, _FLAGS] = 0.0
         book[s, _HI] = _NO_TS
-        book[s, _HCOL] = 0  # where _prefetch_rare looks before cells are held
-        book[s, _QCOL] = 0
         book[s, _NEXT_LATE] = 0
         book[s, _NEXT_LATE_TS] = _END_TS
     late = _late(sid, ts, newest)
@@ -312,12 +256,6 @@ def fold_batch(
     left_out = 0
     dropped = 0
     for i in range(n):
-        if i + _AHEAD < n:
-            ahead = sid[i + _AHEAD]
-            t_ahead = ts[i + _AHEAD]
-            if float(t_ahead) > state[ahead, _LIM]:
-                _prefetch_rare(ahead, t_ahead, book, demand_row, late_ts, late_value, hour_energy, hour_covered,
-                               hour_quality, quarter_energy, quarter_covered, quarter_quality)
         s = sid[i]
         t = ts[i]
         tf = float(t)
@@ -465,6 +403,8 @@ def fold_batch(
         today[s] = state[s, _TODAY]
         month[s] = state[s, _MONTH]
     return left_out, dropped
+
+
 
 
 def warm_up() -> None:

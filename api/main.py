@@ -14,6 +14,7 @@ from api.routes import (
     alerts,
     auth,
     devices,
+    energy,
     enterprises,
     health,
     kpi,
@@ -37,6 +38,7 @@ api_router.include_router(registry_admin.router)
 api_router.include_router(alerts.router)
 api_router.include_router(reports.router)
 api_router.include_router(rules.router)
+api_router.include_router(energy.router)
 
 public_router = APIRouter(prefix=API_PREFIX)
 public_router.include_router(auth.public_router)

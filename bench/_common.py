@@ -202,4 +202,5 @@ def ingest_env(registry_path: Path, mq_port: int, influx_url: str, db: str, tag:
         SMARTPARK_REGISTRY=str(registry_path), SMARTPARK_LOG_LEVEL="WARNING",
         SMARTPARK_MQTT__PORT=str(mq_port), SMARTPARK_INFLUX__URL=influx_url, SMARTPARK_INFLUX__DATABASE=db,
         SMARTPARK_INGEST__GROUP=f"g{tag}", SMARTPARK_INGEST__CLIENT_ID=f"ingest-{tag}",
+        SMARTPARK_INGEST__BATCH_POINTS=os.environ.get("BENCH_INGEST_BATCH_POINTS", "5000"),
     )

@@ -13,18 +13,33 @@ compared first), `kernel_bandwidth_fraction` (bytes the fold must touch per read
 readings/s ÷ the bandwidth of a one-core numpy sum over 400 MB), `service_readings_per_s_per_core`.
 All kernels run on one core (no prange): the per-core figure is the figure.
 
+The bandwidth bound is like for like: fold_batch runs on one thread, the bound is a one-thread numpy sum
+(a streaming read, the most a single core can pull). The sum over two threads (two halves summed at once,
+numpy releases the GIL) is printed too: on this 2-vCPU VM it is no higher (~30 GB/s either way: the
+memory, not the core, is the limit), so a 2-thread kernel would have to be held to the same figure.
+
 Where the time goes (py-spy 0.4 record -r 200 --format raw -- python bench/analytics.py --quick):
 - service path: 78 % in analytics.decode.decode_batch (msgspec decode 26 %, mapping field names to
   codes 21 %, extending the ts list 13 %, list → array conversions ~24 %), ~11 % the state update.
-- kernels, before: sort_dedupe (counting sort by series: scattered writes) 15 M readings/s, then
+- kernels, first: sort_dedupe (counting sort by series: scattered writes) 15 M readings/s, then
   counter_steps, window_total ×2, add_to_buckets ×2 each a pass over per-step temporaries.
-- kernels, now (analytics.fold): a 1 G readings/s pass finds the late readings (only they are sorted), and
-  one pass in arrival order merges them in per series and books each step into per-series copies of the
-  window cells being filled (no division by a width, no temporaries). Measured on the way: numba array
-  views (`cur[s]`) and tuples of arrays passed to helpers cost refcount atomics per use (2-10× slower);
-  a growing buffer reassigned in a loop made the detection pass 6× slower than a preallocated np.empty.
-  What remains is the per-series state (~100 B/series, 1 MB for 10,000 series = the L2 size) touched at
-  random by every reading: the fold does ~15-20 ns of work per reading, far from the 24 B/reading stream.
+- kernels, then (analytics.fold, first version) ~30-140 M readings/s: one pass finds the late readings (only
+  they are sorted), one pass in arrival order merges them in per series and books each step into copies of
+  the window cells being filled; per-series state in 8 arrays, a division per reading (`d * dt / dt`).
+- kernels, now (thread CPU time, 10 M readings, time-major, other jobs on both cores): ~70 ms = late pass
+  ~14 ms (a gather-compare-scatter over sid and ts: ~1.3 ns/reading), window crossings ~18 ms (220 k steps
+  leaving a held cell: hand back 3-6 cells in the hourly/15-minute arrays, the general rules, take the next
+  cells; ~80 ns each, cache misses on the columns), the common path ~3.5 ns/reading. The common path is a
+  continuous step inside the held cells: one 64-byte row of per-series state (anchor, time, limit, today,
+  month, held cell energies, flags), no division (a whole step counts `d`: kernels.share), late readings
+  told apart by `ts <= anchor time` (the late pass starts from the anchors), covered time and quality set
+  once when the cells are handed back. With 1,000 instead of 10,000 series (state in L1) it is no faster:
+  the loop is bound by its ~35 instructions, not by memory.
+- tried and dropped (measured here): software prefetch (llvm.prefetch) of the cells and late readings the
+  rare path will touch, 48 readings ahead: slower (the look-ahead costs the common path more than the
+  misses it hides); two threads over halves of the series (prange, each scanning the whole batch and
+  skipping the other half's readings): 116 ms vs 72 ms with other jobs on the cores, a half alone
+  52-60 ms (both scans remain per thread).
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -174,10 +190,23 @@ def pandas_pipeline(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, lay: Lay
     return out
 
 
-def bandwidth_bytes_per_s(repeats: int) -> float:
+def bandwidth_bytes_per_s(repeats: int, threads: int = 1) -> float:
+    """Bytes/s a numpy sum of 400 MB reads, on `threads` threads (each summing its share at once)."""
     big = np.ones(400_000_000 // 8)
     big.sum()
-    return big.nbytes / timed(big.sum, repeats)
+    parts = np.array_split(big, threads)
+
+    def run() -> None:
+        if threads == 1:
+            big.sum()
+            return
+        workers = [threading.Thread(target=part.sum) for part in parts]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    return big.nbytes / timed(run, repeats)
 
 
 def bench_registry(devices: int) -> dict[str, Any]:
@@ -267,6 +296,7 @@ def main() -> None:
     rates["fold_batch (fused, 1 core)"] = m / timed(fold_batch_, repeats)
     rates["pandas reference"] = m / timed(lambda: pandas_pipeline(sid, ts, value, lay), repeats)
     bw = bandwidth_bytes_per_s(repeats)
+    bw2 = bandwidth_bytes_per_s(repeats, threads=2)
     # Bytes the fused kernel must touch: each reading's sid, ts, value once (24 B); each window cell it fills
     # once (energy 8 + covered 8 + quality 1 B); per series its anchor (value, ts), today and month (32 B).
     cells = int((got["hour_q"] != 0).sum() + (got["quarter_q"] != 0).sum())
@@ -284,7 +314,8 @@ def main() -> None:
     rates["service path (bytes → KPIs)"] = n_values / statistics.median(svc_times)
 
     pandas_rate = rates["pandas reference"]
-    print(f"memory bandwidth (numpy sum of 400 MB, 1 core): {bw / 1e9:.2f} GB/s")
+    print(f"memory bandwidth (numpy sum of 400 MB, 1 core): {bw / 1e9:.2f} GB/s (2 threads: {bw2 / 1e9:.2f} GB/s; "
+          "the fold runs on 1)")
     print(f"bytes the fold must touch: (24 × readings + 17 × window cells + 32 × series) / readings = "
           f"{per_reading:.2f} B per reading")
     print(f"{'stage':38s} {'readings/s':>14s} {'× pandas':>10s} {'of bandwidth':>13s}")

@@ -23,6 +23,7 @@ from smartpark.config import InfluxSettings
 log = logging.getLogger("ingest.influx")
 
 GZIP_MIN_BYTES = 64 * 1024
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 5.0
 
@@ -72,6 +73,8 @@ class InfluxWriter:
 
     def __init__(self, settings: InfluxSettings, *, on_retry: Callable[[], None] = lambda: None) -> None:
         self._settings = settings
+        # Over loopback gzip only moves CPU from the wire to both ends (~8 % of ingest's profile): send plain.
+        self._gzip = httpx.URL(settings.url).host not in LOOPBACK_HOSTS
         self._on_retry = on_retry
         self._database_ready = False
         auth = None
@@ -138,7 +141,7 @@ class InfluxWriter:
             WriteRejected: InfluxDB refused (some of) the data (HTTP 400/413).
         """
         headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if len(body) >= GZIP_MIN_BYTES:
+        if self._gzip and len(body) >= GZIP_MIN_BYTES:
             body = gzip.compress(body, compresslevel=1)  # level 1: ~5x smaller for ~2 ms of CPU per MB
             headers["Content-Encoding"] = "gzip"
         params = {"db": self._settings.database, "precision": "ms"}

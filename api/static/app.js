@@ -21,6 +21,8 @@ const state = {
   parkEval: null, // the park view's per-mu evaluation
   entEval: null, // the enterprise view's evaluation
   targets: null, // {assessment, parks: {id: targets}}
+  open: { alerts: {}, safety: {} }, // open (raised or acknowledged) energy alerts and safety events by id
+  openPending: null, // frames received while the open lists load
   ws: null,
 };
 
@@ -123,7 +125,7 @@ function logout() {
   state.session = null;
   sessionStorage.removeItem("sp-session");
   if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
-  state.kpi = {}; state.series = {}; state.parks = [];
+  state.kpi = {}; state.series = {}; state.parks = []; state.open = { alerts: {}, safety: {} };
   location.hash = "#/login";
   route();
 }
@@ -182,6 +184,13 @@ function renderCard(park) {
   } else {
     mark.hidden = true;
     targetText.textContent = "";
+  }
+  for (const node of card.querySelectorAll("[data-open]")) {
+    const items = openOf(node.dataset.open, park.id);
+    node.querySelector(".n").textContent = String(items.length);
+    node.classList.toggle("some", items.length > 0);
+    node.classList.toggle("unacked", items.some((a) => a.state === "raised"));
+    node.classList.toggle("critical", items.some((a) => a.severity === "critical"));
   }
 }
 
@@ -392,6 +401,11 @@ function renderSafety() {
 }
 function onAlertFrame(frame) {
   const a = frame.alert;
+  if (!a || !a.id) return;
+  const kind = frame.type === "safety" ? "safety" : "alerts";
+  trackOpen(kind, a);
+  if (state.openPending) state.openPending.push([kind, a]);
+  renderOpenCounts();
   const merge = (list) => {
     const i = list.findIndex((x) => x.id === a.id);
     if (i >= 0) list[i] = a; else list.unshift(a);
@@ -404,6 +418,109 @@ function onAlertFrame(frame) {
     merge(state.ent.alerts);
     if (state.view?.name === "enterprise") renderAlerts($("ent-alerts"), state.ent.alerts, "alerts");
   }
+}
+
+// ---- open alerts and safety events of every park (overview cards, alerts view) ------------------------------
+const OPEN_STATES = ["raised", "acknowledged"];
+const isOpen = (a) => OPEN_STATES.includes(a.state);
+const isStaff = () => !!state.session && (state.session.role === "operations" || state.session.role === "admin");
+function openOf(kind, park) {
+  return Object.values(state.open[kind]).filter((a) => !park || a.park === park);
+}
+function trackOpen(kind, a) {
+  if (isOpen(a)) state.open[kind][a.id] = a; else delete state.open[kind][a.id];
+}
+// Loaded whenever the socket (re)opens, then kept current by its frames; frames arriving while the lists load
+// are applied again on top, so a reload never undoes a newer event.
+async function loadOpenAlerts() {
+  if (!isStaff()) return;
+  state.openPending = [];
+  try {
+    const lists = await Promise.all(["alerts", "safety-events"].flatMap((path) =>
+      OPEN_STATES.map((st) => apiOrEmpty(`/${path}?state=${st}&limit=1000`))));
+    state.open = { alerts: {}, safety: {} };
+    lists.forEach((body, i) => { for (const a of body.items || []) trackOpen(i < 2 ? "alerts" : "safety", a); });
+    for (const [kind, a] of state.openPending) trackOpen(kind, a);
+  } finally {
+    state.openPending = null;
+  }
+  renderOpenCounts();
+}
+function renderOpenCounts() {
+  for (const park of state.parks) renderCard(park);
+  const unacked = [...openOf("alerts"), ...openOf("safety")].filter((a) => a.state === "raised").length;
+  const badge = $("nav-alerts-count");
+  badge.textContent = String(unacked);
+  badge.hidden = unacked === 0;
+  if (state.view?.name === "alerts") renderAlertsView();
+}
+function showAlerts() { renderAlertsView(); }
+const SEV_ORDER = { critical: 0, warning: 1, info: 2 };
+function renderAlertsView() {
+  const parkSelect = $("alerts-park");
+  const chosen = parkSelect.value;
+  parkSelect.replaceChildren(el("option", { value: "" }, t("all_parks")),
+    ...state.parks.map((p) => el("option", { value: p.id }, parkName(p))));
+  parkSelect.value = state.parks.some((p) => p.id === chosen) ? chosen : "";
+  const kindSel = $("alerts-kind").value;
+  const items = ["alerts", "safety"].filter((k) => !kindSel || k === kindSel)
+    .flatMap((kind) => openOf(kind, parkSelect.value).map((a) => ({ kind, a })));
+  // Unacknowledged first, then by severity, newest first.
+  items.sort((x, y) => (x.a.state === "raised" ? 0 : 1) - (y.a.state === "raised" ? 0 : 1)
+    || SEV_ORDER[x.a.severity] - SEV_ORDER[y.a.severity] || y.a.raised_at - x.a.raised_at);
+  const body = $("alerts-body");
+  const comments = {}; // keep what is being typed across live re-renders
+  for (const input of body.querySelectorAll("input[data-comment]")) comments[input.dataset.comment] = input.value;
+  const focused = document.activeElement?.dataset?.comment;
+  const parks = Object.fromEntries(state.parks.map((p) => [p.id, p]));
+  body.replaceChildren(...items.map(({ kind, a }) => alertRow(kind, a, parks, comments)));
+  if (focused) body.querySelector(`input[data-comment="${focused}"]`)?.focus();
+  $("alerts-empty").hidden = items.length > 0;
+  $("alerts-summary").textContent = t("open_summary", { a: openOf("alerts", parkSelect.value).length, s: openOf("safety", parkSelect.value).length });
+}
+function alertRow(kind, a, parks, comments) {
+  let handling;
+  if (a.state === "raised") {
+    const input = el("input", { class: "ack-comment", type: "text", maxlength: "2000", placeholder: t("ack_comment"),
+      dataset: { comment: a.id } });
+    input.value = comments[a.id] || "";
+    const send = () => acknowledgeOpen(kind, a, input.value);
+    input.addEventListener("keydown", (e) => { if (e.key === "Enter") send(); });
+    handling = el("div", { class: "ack-form" }, input,
+      el("button", { type: "button", class: "ack", dataset: { alert: a.id }, onclick: send }, t("acknowledge")));
+  } else {
+    handling = el("div", { class: "acked" }, t("acked_note", { who: a.acked_by || "—", at: a.acked_at ? fmtDateTime(a.acked_at) : "—" }),
+      a.ack_comment ? el("div", { class: "muted small" }, a.ack_comment) : "");
+  }
+  const park = parks[a.park];
+  const msg = state.lang === "en" ? a.message_en || a.message_zh : a.message_zh || a.message_en;
+  return el("tr", { class: `alert-row sev-${a.severity} state-${a.state}`, dataset: { alert: a.id, kind, state: a.state, park: a.park } },
+    el("td", {}, el("span", { class: `sev-badge sev-${a.severity}` }, t(`sev_${a.severity}`))),
+    el("td", {}, t(`cat_${a.category}`)),
+    el("td", {}, park ? parkName(park) : a.park, a.enterprise ? el("div", { class: "muted small" }, a.enterprise) : ""),
+    el("td", {}, a.location || "—"),
+    el("td", {}, a.device ? el("a", { href: `#/device/${a.device}` }, a.device) : "—"),
+    el("td", { class: "msg" }, msg || a.rule, a.count > 1 ? el("span", { class: "muted" }, ` ×${a.count}`) : ""),
+    el("td", { class: "num" }, missing(a.value) ? "—" : fmtValue(a.point || "", a.value)),
+    el("td", { class: "num" }, missing(a.limit) ? "—" : fmtValue(a.point || "", a.limit)),
+    el("td", { class: "nowrap" }, fmtDateTime(a.raised_at)),
+    el("td", {}, el("span", { class: `state-badge state-${a.state}` }, t(`state_${a.state}`))),
+    el("td", {}, handling));
+}
+async function acknowledgeOpen(kind, alert, comment) {
+  const path = kind === "safety" ? "safety-events" : "alerts";
+  try {
+    const updated = await api(`/${path}/${alert.id}/ack`, { method: "POST", body: JSON.stringify({ comment: comment.trim() }) });
+    trackOpen(kind, updated);
+  } catch (e) {
+    if (e.status === 409) { // acknowledged meanwhile (another operator): show what the store says
+      try { trackOpen(kind, await api(`/${path}/${alert.id}`)); } catch (e2) { /* gone */ }
+    } else {
+      $("alerts-summary").textContent = t("ack_failed", { msg: e.body?.error?.message || e.message });
+      return;
+    }
+  }
+  renderOpenCounts();
 }
 
 // ---- device view -----------------------------------------------------------------------------------------------
@@ -614,11 +731,11 @@ function renderTargets() {
 }
 
 // ---- routing -----------------------------------------------------------------------------------------------------
-const VIEWS = ["login", "overview", "park", "enterprise", "emergency", "device", "targets"];
+const VIEWS = ["login", "overview", "park", "enterprise", "emergency", "device", "targets", "alerts"];
 async function route() {
   let [, name, id] = (location.hash || "").split("/");
   if (!state.session) name = "login";
-  else if (!VIEWS.includes(name) || name === "login") { location.hash = home(); return; }
+  else if (!VIEWS.includes(name) || name === "login" || (name === "alerts" && !isStaff())) { location.hash = home(); return; }
   state.view = { name, id: id && decodeURIComponent(id) };
   for (const v of VIEWS) $(`view-${v}`).hidden = v !== name;
   document.body.dataset.view = name;
@@ -629,6 +746,7 @@ async function route() {
     else if (name === "enterprise") await showEnterprise(state.view.id);
     else if (name === "emergency") await showEmergency();
     else if (name === "targets") await showTargets();
+    else if (name === "alerts") showAlerts();
     else if (name === "device") await showDevice(state.view.id);
   } catch (e) {
     if (e.status === 404) location.hash = home(); // out of scope or gone: back to where this user belongs
@@ -665,6 +783,7 @@ function applyLanguage() {
   if (state.view?.name === "park") renderParkEval();
   if (state.view?.name === "enterprise") { renderEntEval(); renderReportPeriods(); }
   if (state.view?.name === "targets") renderTargets();
+  if (state.view?.name === "alerts") renderAlertsView();
   if (state.view?.name === "device") showDevice(state.view.id).catch(() => {});
 }
 
@@ -708,7 +827,10 @@ function connect() {
   state.ws = ws;
   state.conn = "connecting";
   renderConnection();
-  ws.onopen = () => { attempt = 0; state.conn = "live"; renderConnection(); };
+  ws.onopen = () => {
+    attempt = 0; state.conn = "live"; renderConnection();
+    loadOpenAlerts().catch((e) => console.error("open alerts", e)); // catch up on what happened while away
+  };
   ws.onmessage = (event) => {
     let frame;
     try { frame = JSON.parse(event.data); } catch { return; }
@@ -772,6 +894,8 @@ $("emg-history").addEventListener("change", () => showEmergency().catch(() => {}
 for (const b of document.querySelectorAll("#ent-reports-panel [data-format]")) {
   b.addEventListener("click", () => downloadReport(b.dataset.format));
 }
+$("alerts-park").addEventListener("change", renderAlertsView);
+$("alerts-kind").addEventListener("change", renderAlertsView);
 $("dev-range").addEventListener("change", () => showDevice(state.view.id).catch(() => {}));
 for (const tab of document.querySelectorAll("[data-rank]")) {
   tab.addEventListener("click", () => {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -123,3 +124,19 @@ def test_a_redelivery_with_a_corrected_value_replaces_the_first_arrival() -> Non
     fused(st_, sid, ts, value, False, 15 * MIN)
     assert st_["today"][0] == 6.0  # 100 → 101 (the correction) → 106
     assert st_["anchor"][0] == 106.0
+
+
+@pytest.mark.parametrize("integrate", [False, True])
+def test_nan_readings_and_readings_older_than_the_anchor_fold_as_the_separate_kernels(integrate: bool) -> None:
+    a, b = _state(), _state()
+    h = T0 + 4 * k.HOUR_MS
+    first = (np.array([0, 0, 0, 1, 1], dtype=np.int64), np.array([h, h + MIN, h + 2 * MIN, h, h + MIN], dtype=np.int64),
+             np.array([100.0, np.nan, 104.0, 5.0, 6.0]))
+    # Next batch: older than the anchors (changes nothing), a redelivery of the anchor, then on across the hour.
+    second = (np.array([0, 1, 0, 0, 1], dtype=np.int64),
+              np.array([h + MIN, h, h + 2 * MIN, h + 61 * MIN, h + 62 * MIN], dtype=np.int64),
+              np.array([101.0, 4.0, 104.5, 110.0, 9.0]))
+    for sid, ts, v in (first, second):
+        assert separate(a, sid, ts, v, integrate, 15 * MIN) == fused(b, sid, ts, v, integrate, 15 * MIN)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -176,3 +176,16 @@ def test_latest_values_keeps_newest_timestamp() -> None:
     k.latest_values(ints(0, 0, 1), ints(20, 10, 5), arr(2.0, 1.0, 7.0), last, last_ts)
     assert last.tolist() == [2.0, 7.0]
     assert last_ts.tolist() == [20, 5]
+
+
+def test_a_whole_step_counts_exactly_its_energy_a_split_one_by_time() -> None:
+    d, dt = 0.1 + 0.2, 3 * MIN + 7
+    assert k.share(d, dt, dt) == d  # d * dt / dt would be allowed an ulp off; windows must not drift
+    assert k.share(6.0, MIN, 3 * MIN) == 2.0
+    sid = np.array([0, 0], dtype=I64)
+    t0 = np.array([0, 2 * MIN], dtype=I64)
+    t1 = np.array([2 * MIN, 5 * MIN], dtype=I64)
+    total = np.zeros(1)
+    k.window_total(sid, t0, t1, np.array([d, 3.0]), np.array([k.MEASURED, k.MEASURED], dtype=np.int8), 0,
+                   4 * MIN, total)
+    assert total[0] == d + 2.0
