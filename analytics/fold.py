@@ -7,12 +7,15 @@ accumulator receives the same additions in the same order, because each one belo
 and a series' steps are taken in time order either way.
 
 Why it is fast: streams arrive time-ordered per series, so a batch needs no sort. A first pass over
-`(sid, ts)` finds the *late* readings (not newer than an earlier arrival of their series: redeliveries,
-out-of-order points); only those are sorted (usually ~1 % of the batch). The second pass walks the batch in
-arrival order and, per series, merges its late readings in where they belong in time (a late reading with
-the same timestamp as an earlier arrival replaces it: the last arrival wins, as in `sort_dedupe`). No
-permutation, no gathered copies, no per-step temporaries: the per-series state (anchors, the window being
-filled) stays in cache and each reading is read twice, sequentially.
+`(sid, ts)` finds the *late* readings (not newer than the series' anchor or an earlier arrival: redeliveries,
+out-of-order points); only those are sorted (usually ~1 % of the batch) and copied out compactly. The second
+pass walks the batch in arrival order. Its common path is a continuous step inside the window cells the
+series holds (its hour, and its quarter for a demand series): one 64-byte row of per-series state, no
+division (a whole step counts exactly its energy, `kernels.share`), covered time and quality set once when
+the cells are handed back. Everything else (merging a late reading in where it belongs in time — the last
+arrival of a timestamp wins, as in `sort_dedupe` — rollover, reset, noise, gaps, leaving the held cells)
+takes the rare path, which applies the general rules. No permutation, no gathered copies of the batch, no
+per-step temporaries. Measurements and what did not pay: bench/analytics.py.
 """
 
 from __future__ import annotations
@@ -36,10 +39,10 @@ from analytics.kernels import (
 _NO_TS = np.iinfo(np.int64).min
 _END_TS = np.iinfo(np.int64).max
 
-# The per-series block the hot loop works in: one row of 8 float64 (one 64-byte cache line) per series, so a
-# reading touches one line of state. Timestamps are held as float64 (exact below 2**53 ms, year 287,000).
+# The per-series block the hot loop works in: one row of 8 slots (one 64-byte cache line) per series, so a
+# reading touches one line of state. Values are float64; times and flags are int64 (an int64 view of the rows).
 _AV = 0  # anchor value (NaN: none)
-_AT = 1  # anchor time (-inf: none yet)
+_AT = 1  # anchor time (_NO_TS: none yet)
 _LIM = 2  # newest time a reading may have to take the common path: end of the held cells, before a late one
 _TODAY = 3
 _MONTH = 4
@@ -125,12 +128,12 @@ def _hand_back(s: int, r: int, booked: float, q: int, state: np.ndarray, book: n
 
 
 @njit(cache=True, inline="always")
-def _set_limit(s: int, state: np.ndarray, book: np.ndarray) -> None:
+def _set_limit(s: int, state_i: np.ndarray, book: np.ndarray) -> None:
     hi = book[s, _HI]
     if hi == _NO_TS:
-        state[s, _LIM] = -np.inf
+        state_i[s, _LIM] = _NO_TS
     else:
-        state[s, _LIM] = float(min(hi, book[s, _NEXT_LATE_TS] - 1))
+        state_i[s, _LIM] = min(hi, book[s, _NEXT_LATE_TS] - 1)
 
 
 @njit(cache=True, boundscheck=False)
@@ -199,7 +202,7 @@ def fold_batch(
 
     Args:
         sid: series id per reading (0 .. len(anchor_value)-1).
-        ts: timestamp per reading (ms, below 2**53).
+        ts: timestamp per reading (ms).
         value: counter reading, or power in kW (oriented, ≥ 0) when `integrate`.
         integrate: the readings are power, integrated by trapezoids.
         modulus: per series, where a counter wraps (0: never); unused when `integrate`.
@@ -223,9 +226,9 @@ def fold_batch(
     n_hours = hour_energy.shape[1]
     n_quarters = quarter_energy.shape[1]
     q_cell = INTEGRATED if integrate else MEASURED  # the quality of every step booked into held cells
-    max_gap = float(max_gap_ms)
     state = np.empty((n_series, 8))
     book = np.empty((n_series, 6), dtype=np.int64)
+    state_i = state.view(np.int64)  # the same rows, for the int64 slots (times, flags)
     # A reading not newer than its series' anchor or an earlier arrival is late: it is merged in at its place
     # in time (one not newer than the anchor changes nothing there). After a series' reading is taken its anchor
     # time is that reading's, so the main pass tells late readings by `ts <= anchor time` alone.
@@ -234,13 +237,13 @@ def fold_batch(
         has_anchor = not np.isnan(anchor_value[s])
         newest[s] = anchor_ts[s] if has_anchor else _NO_TS
         state[s, _AV] = anchor_value[s]
-        state[s, _AT] = float(anchor_ts[s]) if has_anchor else -np.inf
-        state[s, _LIM] = -np.inf
+        state_i[s, _AT] = anchor_ts[s] if has_anchor else _NO_TS
+        state_i[s, _LIM] = _NO_TS
         state[s, _TODAY] = today[s]
         state[s, _MONTH] = month[s]
         state[s, _HE] = 0.0
         state[s, _QE] = 0.0
-        state[s, _FLAGS] = 0.0
+        state_i[s, _FLAGS] = 0
         book[s, _HI] = _NO_TS
         book[s, _NEXT_LATE] = 0
         book[s, _NEXT_LATE_TS] = _END_TS
@@ -258,23 +261,22 @@ def fold_batch(
     for i in range(n):
         s = sid[i]
         t = ts[i]
-        tf = float(t)
-        atf = state[s, _AT]
-        if tf <= atf:
+        at = state_i[s, _AT]
+        if t <= at:
             continue  # late: merged in at its place in the series' time order
         # The common path: a continuous step inside the held cells, no late reading to merge before it.
         v = value[i]
         av = state[s, _AV]
         if integrate:
-            d = 0.5 * (av + v) * (tf - atf) / HOUR_MS
+            d = 0.5 * (av + v) * (t - at) / HOUR_MS
             common = not np.isnan(av)
         else:
             d = v - av
             common = d >= 0.0
-        if common and tf <= state[s, _LIM] and tf - atf <= max_gap:
+        if common and t <= state_i[s, _LIM] and t - at <= max_gap_ms:
             state[s, _AV] = v
-            state[s, _AT] = tf
-            flags = int(state[s, _FLAGS])
+            state_i[s, _AT] = t
+            flags = state_i[s, _FLAGS]
             state[s, _HE] += d
             if flags & _IN_DAY:
                 state[s, _TODAY] += d
@@ -300,23 +302,22 @@ def fold_batch(
                 book[s, _NEXT_LATE_TS] = late_ts[p] if p < n_late and late_sid[p] == s else _END_TS
             # The step: kernels.counter_steps / kernels.power_steps for one reading.
             a = state[s, _AV]
-            atf = state[s, _AT]
-            at = int(atf) if atf != -np.inf else 0  # unused while there is no anchor
+            at = state_i[s, _AT]  # _NO_TS (unused) while there is no anchor
             q = MISSING
             d = 0.0
             if integrate:
                 if np.isnan(a) or tj > at:
                     state[s, _AV] = v
-                    state[s, _AT] = float(tj)
+                    state_i[s, _AT] = tj
                     if not np.isnan(a) and tj - at <= max_gap_ms:
                         d = 0.5 * (a + v) * (tj - at) / HOUR_MS
                         q = INTEGRATED
             elif np.isnan(a):
                 state[s, _AV] = v
-                state[s, _AT] = float(tj)
+                state_i[s, _AT] = tj
             elif tj > at:
                 d = v - a
-                state[s, _AT] = float(tj)
+                state_i[s, _AT] = tj
                 q = GAP if tj - at > max_gap_ms else MEASURED
                 if d < 0.0:
                     m = modulus[s]
@@ -330,7 +331,7 @@ def fold_batch(
                     state[s, _AV] = v
             hi = book[s, _HI]
             if q != MISSING and q != GAP and hi != _NO_TS and tj <= hi:
-                flags = int(state[s, _FLAGS])  # inside the held cells: as on the common path
+                flags = state_i[s, _FLAGS]  # inside the held cells: as on the common path
                 state[s, _HE] += d
                 if flags & _IN_DAY:
                     state[s, _TODAY] += d
@@ -340,7 +341,7 @@ def fold_batch(
                     state[s, _QE] += d
             elif q != MISSING or hi == _NO_TS:
                 if hi != _NO_TS:  # hand the cells back
-                    _hand_back(s, r, atf - float(book[s, _TAKE_TS]), q_cell, state, book, hour_energy,
+                    _hand_back(s, r, float(at - book[s, _TAKE_TS]), q_cell, state, book, hour_energy,
                                hour_covered, hour_quality, quarter_energy, quarter_covered, quarter_quality)
                     book[s, _HI] = _NO_TS
                 if q != MISSING:  # the general rules
@@ -359,7 +360,7 @@ def fold_batch(
                 # Take the cells holding the anchor's time, where the next step starts. Day and month edges are
                 # hour edges, so a cell lies wholly inside or wholly outside today and the month.
                 if not np.isnan(state[s, _AV]):
-                    ta = int(state[s, _AT])
+                    ta = state_i[s, _AT]
                     hb = (ta + BEIJING_OFFSET_MS) // HOUR_MS
                     hc = hb - first_hour
                     c_lo = hb * HOUR_MS - BEIJING_OFFSET_MS
@@ -385,21 +386,21 @@ def fold_batch(
                         if r >= 0:
                             flags |= _DEMAND
                             state[s, _QE] = quarter_energy[r, qc]
-                        state[s, _FLAGS] = float(flags)
+                        state_i[s, _FLAGS] = flags
                         state[s, _HE] = hour_energy[s, hc]
             elif hi != _NO_TS:
                 # The anchor moved by a step booked nowhere (noise, a gap in power): not covered time.
-                book[s, _TAKE_TS] += int(state[s, _AT] - atf)
+                book[s, _TAKE_TS] += state_i[s, _AT] - at
             if not taken_late or tj == t:
                 break  # i itself was taken, or a later arrival with its timestamp replaced it
-        _set_limit(s, state, book)
+        _set_limit(s, state_i, book)
     for s in range(n_series):
         if book[s, _HI] != _NO_TS:
-            _hand_back(s, demand_row[s], state[s, _AT] - float(book[s, _TAKE_TS]), q_cell, state, book,
+            _hand_back(s, demand_row[s], float(state_i[s, _AT] - book[s, _TAKE_TS]), q_cell, state, book,
                        hour_energy, hour_covered, hour_quality, quarter_energy, quarter_covered, quarter_quality)
         anchor_value[s] = state[s, _AV]
-        if state[s, _AT] != -np.inf:
-            anchor_ts[s] = int(state[s, _AT])
+        if state_i[s, _AT] != _NO_TS:
+            anchor_ts[s] = state_i[s, _AT]
         today[s] = state[s, _TODAY]
         month[s] = state[s, _MONTH]
     return left_out, dropped

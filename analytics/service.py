@@ -109,6 +109,7 @@ class AnalyticsService:
         self._pending_payloads: list[bytes] = []
         self._topic_device: dict[str, int] = {}
         self._newest_ms = 0
+        self._checkpoint_cap_ms: int | None = None  # set when a catch-up left a gap unread
         self._snapshot: dict[str, dict[str, Any]] = {}
         self._client: aiomqtt.Client | None = None
         self._subscribed = asyncio.Event()
@@ -208,23 +209,32 @@ class AnalyticsService:
         assert self._http is not None
         end = now_ms()
         n = 0
+        read_to = start_ms  # the end of the last slice read: what the checkpoint may claim
         try:
             for a in range(start_ms, end, CATCH_UP_SLICE_MS):
                 z = min(a + CATCH_UP_SLICE_MS, end)
                 cols = await influx.read_telemetry(self._http, self.settings.influx.database, self.index, a, z)
                 self.state.update(*cols, now_ms=z)
                 n += cols[0].shape[0]
+                read_to = z
+            read_to = end
         except (httpx.HTTPError, influx.InfluxError, ValueError) as exc:
             INFLUX_FAILURES.inc()
-            log.warning("analytics catch-up from InfluxDB stopped early: %s", exc)
-        self._newest_ms = end
+            # Live data must not move the checkpoint past the gap either, or no restart would replay it.
+            self._checkpoint_cap_ms = read_to
+            log.warning("analytics catch-up from InfluxDB stopped early at %d (the checkpoint stays there, so "
+                        "the next start reads the rest): %s", read_to, exc)
+        self._newest_ms = read_to
         log.info("analytics caught up %d values from InfluxDB since %d", n, start_ms)
 
     async def save_checkpoint(self) -> None:
         """Write the state's checkpoint (arrays copied here, the file written in a worker thread)."""
         arrays = self.state.export_arrays()
         try:
-            await asyncio.to_thread(write_checkpoint, self.checkpoint, arrays, self._newest_ms or now_ms())
+            saved_at = self._newest_ms or now_ms()
+            if self._checkpoint_cap_ms is not None:
+                saved_at = min(saved_at, self._checkpoint_cap_ms)
+            await asyncio.to_thread(write_checkpoint, self.checkpoint, arrays, saved_at)
         except OSError as exc:
             log.warning("analytics could not write its checkpoint %s: %s", self.checkpoint, exc)
 

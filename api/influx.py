@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from analytics.influx import InfluxError
 from api.errors import ApiError, ErrorCode
 from smartpark.config import InfluxSettings
+
+#: Read timeout floor (s): report and energy replays read for longer than a KPI query.
+LONG_READ_S = 30.0
+
+
+def open_client(settings: InfluxSettings) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` to InfluxDB (the app's one client, opened in the lifespan; the energy replay's
+    worker thread, which runs its own event loop, opens its own the same way).
+
+    Args:
+        settings: URL, credentials and timeout (reads may take up to `max(timeout_s, LONG_READ_S)`).
+    """
+    auth = None
+    if settings.username and settings.password:
+        auth = httpx.BasicAuth(settings.username, settings.password.get_secret_value())
+    timeout = httpx.Timeout(settings.timeout_s, read=max(settings.timeout_s, LONG_READ_S))
+    return httpx.AsyncClient(base_url=settings.url, timeout=timeout, auth=auth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +55,34 @@ class InfluxReader:
     def __init__(self, client: httpx.AsyncClient, settings: InfluxSettings) -> None:
         self._client = client
         self._settings = settings
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The app's one open client (for the analytics and reports readers that take an `httpx.AsyncClient`)."""
+        return self._client
+
+    @property
+    def database(self) -> str:
+        return self._settings.database
+
+    @property
+    def settings(self) -> InfluxSettings:
+        return self._settings
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Map failures of code reading through `client` to `ApiError`s, like `query` does.
+
+        Raises:
+            ApiError: `unavailable` when InfluxDB cannot be reached, `upstream_error` when it refuses a query.
+        """
+        try:
+            yield
+        except httpx.TransportError as exc:
+            raise ApiError(ErrorCode.UNAVAILABLE,
+                           f"InfluxDB at {self._settings.url} is unreachable: {type(exc).__name__}") from None
+        except InfluxError as exc:
+            raise ApiError(ErrorCode.UPSTREAM_ERROR, str(exc)) from None
 
     def _params(self, query: str) -> dict[str, str]:
         params = {"db": self._settings.database, "q": query, "epoch": "ms"}

@@ -1,29 +1,25 @@
 """The registry file as the single source: edits are validated as a whole document, written atomically
-(temp file + rename) and take effect at once; a file changed by someone else is picked up within a second."""
+(temp file + rename) and take effect at once; a file changed by someone else is picked up within a second
+by a `parkmodel.watch.RegistryWatcher` that runs in the app's lifespan (`async with source:`), so
+`current()` is a plain read that never touches the disk."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import yaml
 
-from parkmodel.registry import Registry, RegistryError, load_registry, parse_registry
+from parkmodel.registry import Registry, RegistryError, parse_registry
+from parkmodel.watch import RegistryWatcher
 
 log = logging.getLogger(__name__)
 RECHECK_S = 1.0
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime_ns / 1e9
-    except OSError:
-        return None
 
 
 class RegistrySource:
@@ -33,15 +29,28 @@ class RegistrySource:
         path: the registry file edits are written to.
         registry: the registry to serve until the file changes (normally the file's content).
         on_change: called with every new registry (edit or reload).
+        interval_s: how often the file is checked for changes made by others.
     """
 
-    def __init__(self, path: Path, registry: Registry, on_change: Callable[[Registry], None] | None = None) -> None:
+    def __init__(self, path: Path, registry: Registry, on_change: Callable[[Registry], None] | None = None,
+                 *, interval_s: float = RECHECK_S) -> None:
         self.path = Path(path)
         self._registry = registry
-        self._mtime = _mtime(self.path)
-        self._checked = time.monotonic()
         self._lock = asyncio.Lock()
         self._on_change = on_change
+        self.watcher = RegistryWatcher(self.path, self._reloaded, interval_s=interval_s, name="api-registry-watch")
+
+    async def __aenter__(self) -> Self:
+        await self.watcher.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.watcher.__aexit__(exc_type, exc, tb)
+
+    def _reloaded(self, registry: Registry) -> None:
+        self._set(registry)
+        log.info("registry reloaded from %s", self.path)
 
     def _set(self, registry: Registry) -> None:
         self._registry = registry
@@ -49,18 +58,7 @@ class RegistrySource:
             self._on_change(registry)
 
     def current(self) -> Registry:
-        """The registry in force; reloads (at most once a second) when the file's mtime changed."""
-        now = time.monotonic()
-        if now - self._checked >= RECHECK_S:
-            self._checked = now
-            mtime = _mtime(self.path)
-            if mtime != self._mtime and mtime is not None:
-                self._mtime = mtime
-                try:
-                    self._set(load_registry(self.path))
-                    log.info("registry reloaded from %s", self.path)
-                except RegistryError as exc:
-                    log.error("registry file changed but is invalid; keeping the previous one: %s", exc)
+        """The registry in force (kept up to date by the watcher; no I/O)."""
         return self._registry
 
     async def edit(self, mutate: Callable[[dict[str, Any]], None]) -> Registry:
@@ -74,7 +72,7 @@ class RegistrySource:
         """
         async with self._lock:
             registry = await asyncio.to_thread(self._edit, mutate)
-        self._set(registry)
+            self._set(registry)
         return registry
 
     def _edit(self, mutate: Callable[[dict[str, Any]], None]) -> Registry:
@@ -92,6 +90,6 @@ class RegistrySource:
             tmp.replace(self.path)
         finally:
             tmp.unlink(missing_ok=True)
-        self._mtime = _mtime(self.path)
+        self.watcher.prime()  # our own write is in force already: the watcher need not reload it
         log.info("registry edited and written to %s", self.path)
         return registry

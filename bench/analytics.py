@@ -6,11 +6,16 @@ service path (MQTT payload bytes → decode → state update → KPIs), all meas
 
 A reading is one counter value of one device (kernels) or one field value of a telemetry point (service).
 Every figure is the median of `--repeats` (≥ 3) runs, each from scratch on the same unsorted input (no
-result or sort kept across repeats). The last three lines are the summary: `kernel_vs_pandas`
-(analytics.fold.fold_batch — dedupe, counter steps, today, month, hourly and 15-minute windows with energy,
-covered time and quality — against pandas computing the same outputs from the same input; the outputs are
-compared first), `kernel_bandwidth_fraction` (bytes the fold must touch per reading, formula printed, ×
-readings/s ÷ the bandwidth of a one-core numpy sum over 400 MB), `service_readings_per_s_per_core`.
+result or sort kept across repeats); beside the wall-clock rate, the rate per second of the thread's CPU
+time (the same runs; with other jobs on the cores it leaves out the waits for a core). The kernels fold into
+a fresh, zeroed state whose pages are resident, as the service's state is (made untimed before each run);
+the row `fold_batch + allocating its state` times the fold with a new np.zeros state instead (page faults:
+~30 ms of 10 M readings on this VM). The last three lines
+are the summary (wall clock): `kernel_vs_pandas` (analytics.fold.fold_batch — dedupe, counter steps, today,
+month, hourly and 15-minute windows with energy, covered time and quality — against pandas computing the same
+outputs from the same input; the outputs are compared first), `kernel_bandwidth_fraction` (bytes the fold
+must touch per reading, formula printed, × readings/s ÷ the bandwidth of a one-core numpy sum over 400 MB),
+`service_readings_per_s_per_core`.
 All kernels run on one core (no prange): the per-core figure is the figure.
 
 The bandwidth bound is like for like: fold_batch runs on one thread, the bound is a one-thread numpy sum
@@ -26,20 +31,22 @@ Where the time goes (py-spy 0.4 record -r 200 --format raw -- python bench/analy
 - kernels, then (analytics.fold, first version) ~30-140 M readings/s: one pass finds the late readings (only
   they are sorted), one pass in arrival order merges them in per series and books each step into copies of
   the window cells being filled; per-series state in 8 arrays, a division per reading (`d * dt / dt`).
-- kernels, now (thread CPU time, 10 M readings, time-major, other jobs on both cores): ~70 ms = late pass
-  ~14 ms (a gather-compare-scatter over sid and ts: ~1.3 ns/reading), window crossings ~18 ms (220 k steps
+- kernels, now (thread CPU time, 10 M readings, time-major, other jobs on both cores): ~70-75 ms = late pass
+  ~13 ms (a gather-compare-scatter over sid and ts: ~1.3 ns/reading), window crossings ~18 ms (220 k steps
   leaving a held cell: hand back 3-6 cells in the hourly/15-minute arrays, the general rules, take the next
-  cells; ~80 ns each, cache misses on the columns), the common path ~3.5 ns/reading. The common path is a
-  continuous step inside the held cells: one 64-byte row of per-series state (anchor, time, limit, today,
-  month, held cell energies, flags), no division (a whole step counts `d`: kernels.share), late readings
-  told apart by `ts <= anchor time` (the late pass starts from the anchors), covered time and quality set
-  once when the cells are handed back. With 1,000 instead of 10,000 series (state in L1) it is no faster:
-  the loop is bound by its ~35 instructions, not by memory.
-- tried and dropped (measured here): software prefetch (llvm.prefetch) of the cells and late readings the
-  rare path will touch, 48 readings ahead: slower (the look-ahead costs the common path more than the
-  misses it hides); two threads over halves of the series (prange, each scanning the whole batch and
-  skipping the other half's readings): 116 ms vs 72 ms with other jobs on the cores, a half alone
-  52-60 ms (both scans remain per thread).
+  cells), the common path ~3.5 ns/reading. The common path is a continuous step inside the held cells: one
+  64-byte row of per-series state (anchor, time, limit, today, month, held cell energies, flags; times and
+  flags through an int64 view), no division (a whole step counts `d`: kernels.share), late readings told
+  apart by `ts <= anchor time` (the late pass starts from the anchors), covered time and quality set once
+  when the cells are handed back. With 1,000 instead of 10,000 series (state in L1) it is no faster: the loop
+  is bound by its ~35 instructions, not by memory. Both passes together read 40 B per reading.
+- tried and dropped (paired runs, thread CPU time): software prefetch (llvm.prefetch) of the cells and late
+  readings the rare path will touch, 48 readings ahead in the common path: slower (92 vs 72 ms); the same
+  from the rare path only, 4 or 12 readings ahead: no change (76 vs 75 ms), so the crossings are not bound
+  by misses; a replacing redelivery on the common path (skipping the rare path for 100 k readings): 108 vs
+  71 ms (the larger loop body compiles worse); two threads over halves of the series (prange, each scanning
+  the whole batch): 116 vs 72 ms wall with other jobs on the cores, a half alone 52-60 ms — and a 2-thread
+  kernel would be held to the 2-thread bound (up to ~55 GB/s here), so it would not raise the fraction.
 """
 
 from __future__ import annotations
@@ -72,13 +79,23 @@ MODULUS = 2**32 * 0.01
 MAX_GAP = 15 * 60_000
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of `fn` over `repeats` runs."""
-    times = []
+#: Median CPU time of this thread per call of the last `timed` functions, by name (shown beside the wall
+#: time: with other jobs on the cores, wall time counts the waits for a core too).
+CPU_TIMES: dict[str, float] = {}
+
+
+def timed(fn: Callable[..., Any], repeats: int, name: str = "", setup: Callable[[], Any] | None = None) -> float:
+    """Median wall time of `fn` over `repeats` runs (and its median thread CPU time in `CPU_TIMES[name]`);
+    with `setup`, each run is `fn(setup())`, setup untimed."""
+    times, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
+        arg = () if setup is None else (setup(),)
+        t, c = time.perf_counter(), time.thread_time()
+        fn(*arg)
         times.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
+    if name:
+        CPU_TIMES[name] = statistics.median(cpu)
     return statistics.median(times)
 
 
@@ -112,29 +129,41 @@ class Layout:
         self.n_demand = (n_series + 9) // 10
 
 
-def kernel_pipeline(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, lay: Layout) -> dict[str, np.ndarray]:
-    """What the streaming state does with a batch of counter readings (analytics.fold.fold_batch), from scratch."""
+def new_state(lay: Layout, resident: bool) -> dict[str, np.ndarray]:
+    """Empty streaming state (windows, anchors) for `lay`; `resident`: its pages touched, as the service's state
+    (allocated once, folded into batch after batch) is. A fresh np.zeros is not: the first write to each page
+    faults (and on this VM a freed page given back costs a host fault too)."""
     n = lay.n_series
     out = {"today": np.zeros(n), "month": np.zeros(n), "hour_e": np.zeros((n, 72)), "hour_c": np.zeros((n, 72)),
            "hour_q": np.zeros((n, 72), dtype=np.int8), "quarter_e": np.zeros((lay.n_demand, 2976)),
-           "quarter_c": np.zeros((lay.n_demand, 2976)), "quarter_q": np.zeros((lay.n_demand, 2976), dtype=np.int8)}
-    fold_batch(sid, ts, value, False, np.full(n, MODULUS), MAX_GAP, np.full(n, np.nan), np.zeros(n, dtype=np.int64),
+           "quarter_c": np.zeros((lay.n_demand, 2976)), "quarter_q": np.zeros((lay.n_demand, 2976), dtype=np.int8),
+           "modulus": np.full(n, MODULUS), "anchor": np.full(n, np.nan), "anchor_ts": np.zeros(n, dtype=np.int64)}
+    if resident:
+        for a in out.values():
+            a[...] = a.copy()
+    return out
+
+
+def kernel_pipeline(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, lay: Layout,
+                    out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """What the streaming state does with a batch of counter readings (analytics.fold.fold_batch), into `out`
+    (empty state; new when None)."""
+    out = new_state(lay, resident=False) if out is None else out
+    fold_batch(sid, ts, value, False, out["modulus"], MAX_GAP, out["anchor"], out["anchor_ts"],
                lay.day, lay.day + k.DAY_MS, out["today"], *lay.month, out["month"], lay.first_hour, out["hour_e"],
                out["hour_c"], out["hour_q"], lay.demand_row, lay.first_quarter, out["quarter_e"], out["quarter_c"],
                out["quarter_q"])
     return out
 
 
-def separate_pipeline(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, lay: Layout) -> dict[str, np.ndarray]:
+def separate_pipeline(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, lay: Layout,
+                      out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The same with the separate kernels, as the streaming state did before fold_batch (the "before")."""
     n = lay.n_series
-    out = {"today": np.zeros(n), "month": np.zeros(n), "hour_e": np.zeros((n, 72)), "hour_c": np.zeros((n, 72)),
-           "hour_q": np.zeros((n, 72), dtype=np.int8), "quarter_e": np.zeros((lay.n_demand, 2976)),
-           "quarter_c": np.zeros((lay.n_demand, 2976)), "quarter_q": np.zeros((lay.n_demand, 2976), dtype=np.int8)}
+    out = new_state(lay, resident=False) if out is None else out
     order = k.sort_dedupe(sid, ts)
     s, t = sid[order], ts[order]
-    t0, d, q = k.counter_steps(s, t, value[order], np.full(n, MODULUS), MAX_GAP, np.full(n, np.nan),
-                               np.zeros(n, dtype=np.int64))
+    t0, d, q = k.counter_steps(s, t, value[order], out["modulus"], MAX_GAP, out["anchor"], out["anchor_ts"])
     k.window_total(s, t0, t, d, q, lay.day, lay.day + k.DAY_MS, out["today"])
     k.window_total(s, t0, t, d, q, *lay.month, out["month"])
     k.add_to_buckets(s, t0, t, d, q, np.arange(n), lay.first_hour, k.HOUR_MS, out["hour_e"], out["hour_c"],
@@ -280,8 +309,7 @@ def main() -> None:
     lay = Layout(ts, devices)
     print(f"analytics bench: {m:,} counter readings over {devices:,} devices (time-major, 1 % redelivered at the "
           f"end), median of {repeats}")
-    fold_batch_ = lambda: kernel_pipeline(sid, ts, value, lay)  # noqa: E731
-    got = fold_batch_()
+    got = kernel_pipeline(sid, ts, value, lay)
     # Same numbers from all three (a bench of a wrong kernel proves nothing).
     ref = pandas_pipeline(sid, ts, value, lay)
     before = separate_pipeline(sid, ts, value, lay)
@@ -290,11 +318,19 @@ def main() -> None:
         np.testing.assert_array_equal(got[key], before[key], err_msg=key)
 
     rates: dict[str, float] = {}
-    rates["late_readings (first pass of fold)"] = m / timed(lambda: late_readings(sid, ts, devices), repeats)
-    rates["before: sort_dedupe"] = m / timed(lambda: k.sort_dedupe(sid, ts), repeats)
-    rates["before: separate kernels"] = m / timed(lambda: separate_pipeline(sid, ts, value, lay), repeats)
-    rates["fold_batch (fused, 1 core)"] = m / timed(fold_batch_, repeats)
-    rates["pandas reference"] = m / timed(lambda: pandas_pipeline(sid, ts, value, lay), repeats)
+    def resident() -> dict[str, np.ndarray]:
+        return new_state(lay, resident=True)
+
+    stages: dict[str, tuple[Callable[..., Any], Callable[[], Any] | None]] = {
+        "late_readings (first pass of fold)": (lambda: late_readings(sid, ts, devices), None),
+        "before: sort_dedupe": (lambda: k.sort_dedupe(sid, ts), None),
+        "before: separate kernels": (lambda out: separate_pipeline(sid, ts, value, lay, out), resident),
+        "fold_batch (fused, 1 core)": (lambda out: kernel_pipeline(sid, ts, value, lay, out), resident),
+        "fold_batch + allocating its state": (lambda: kernel_pipeline(sid, ts, value, lay), None),
+        "pandas reference": (lambda: pandas_pipeline(sid, ts, value, lay), None),
+    }
+    for name, (stage, setup) in stages.items():
+        rates[name] = m / timed(stage, repeats, name, setup)
     bw = bandwidth_bytes_per_s(repeats)
     bw2 = bandwidth_bytes_per_s(repeats, threads=2)
     # Bytes the fused kernel must touch: each reading's sid, ts, value once (24 B); each window cell it fills
@@ -318,10 +354,11 @@ def main() -> None:
           "the fold runs on 1)")
     print(f"bytes the fold must touch: (24 × readings + 17 × window cells + 32 × series) / readings = "
           f"{per_reading:.2f} B per reading")
-    print(f"{'stage':38s} {'readings/s':>14s} {'× pandas':>10s} {'of bandwidth':>13s}")
+    print(f"{'stage':38s} {'readings/s':>14s} {'× pandas':>10s} {'of bandwidth':>13s} {'readings/CPU-s':>15s}")
     for name, rate in rates.items():
-        frac = f"{rate * per_reading / bw:.1%}" if name.startswith("fold_batch") else ""
-        print(f"{name:38s} {rate:14,.0f} {rate / pandas_rate:10.1f} {frac:>13s}")
+        frac = f"{rate * per_reading / bw:.1%}" if name == "fold_batch (fused, 1 core)" else ""
+        cpu = f"{m / CPU_TIMES[name]:,.0f}" if name in CPU_TIMES else ""
+        print(f"{name:38s} {rate:14,.0f} {rate / pandas_rate:10.1f} {frac:>13s} {cpu:>15s}")
     print(f"service: {len(msgs):,} messages of 60 readings, {n_values:,} readings, KPIs every 1 M readings")
     kernel = rates["fold_batch (fused, 1 core)"]
     print(f"kernel_vs_pandas: {kernel / pandas_rate:.1f}")

@@ -28,7 +28,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
-from deploy.demo_accounts import demo_logins, format_logins, status_key, write_logins
+from deploy.demo_accounts import demo_logins, format_logins, revoke_status_key, status_key, write_logins
 from deploy.security import BrokerAuth, generate_broker_auth
 from deploy.services import ServiceError, influxd, mosquitto, port_answers
 from deploy.stack import gateway_configs
@@ -191,7 +191,7 @@ def _history_children(exe: list[str], settings: Settings, days: int, logs: Path)
     first = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600 - days * 86400))
     return [
         Child("history", [*exe, "simulate", "history", "--days", str(days), "--registry", str(settings.registry),
-                          "--influx-url", settings.influx.url, "--database", settings.influx.database],
+                          "--config", str(settings.var_dir / "demo" / "smartpark.yaml")],
               logs / "history.log", oneshot=True),
         Child("backfill", [*exe, "analytics", "backfill", "--from", first, "--to", today, "--config",
                            str(settings.var_dir / "demo" / "smartpark.yaml")], logs / "backfill.log", oneshot=True),
@@ -201,8 +201,10 @@ def _history_children(exe: list[str], settings: Settings, days: int, logs: Path)
 def _has_history(settings: Settings) -> bool:
     """Whether the database already holds readings older than a day (a previous demo wrote history)."""
     q = "SELECT count(active_power_kw) FROM telemetry WHERE time < now() - 1d"
+    i = settings.influx
+    auth = httpx.BasicAuth(i.username, i.password.get_secret_value()) if i.username and i.password else None
     try:
-        r = httpx.get(f"{settings.influx.url}/query", params={"db": settings.influx.database, "q": q}, timeout=5)
+        r = httpx.get(f"{i.url}/query", params={"db": i.database, "q": q}, timeout=5, auth=auth)
         return bool(r.json()["results"][0].get("series"))
     except (httpx.HTTPError, ValueError, KeyError, IndexError):
         return False
@@ -222,6 +224,7 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
                                 "--base-port", str(SIM_BASE_PORT), "--control-port", str(SIM_CONTROL_PORT),
                                 "--speed", str(speed), "--layout-out", str(layout_path)], logs / "simulators.log")
     children: list[Child] = [sim]
+    key_id: str | None = None
     try:
         _status("[demo] starting simulated devices ...")
         await _spawn(sim, env)
@@ -243,7 +246,7 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
         logins = await asyncio.to_thread(demo_logins, settings, registry)
         await asyncio.to_thread(seed_demo_economy, settings, registry)  # a year of economic data, once
         await asyncio.to_thread(write_logins, base_dir / "demo" / "logins.txt", logins)
-        key = await asyncio.to_thread(status_key, settings)
+        key_id, key = await asyncio.to_thread(status_key, settings)
         history = await asyncio.to_thread(_history_children, exe, settings, history_days, logs)
 
         ready_at: float | None = None
@@ -297,6 +300,8 @@ async def _orchestrate(base_dir: Path, settings: Settings, registry: Registry, s
         order += [c for c in children if not c.name.startswith("edge:") and c is not sim]
         order += [sim]
         await _stop(order)
+        if key_id is not None:
+            await asyncio.to_thread(revoke_status_key, settings, key_id)
 
 
 def run_demo(base_dir: Path = Path("var"), speed: float = 1.0, config: Path | None = None,
@@ -344,6 +349,8 @@ def run_demo(base_dir: Path = Path("var"), speed: float = 1.0, config: Path | No
                 data["mqtt"].pop("password", None)
             elif settings.mqtt.password is not None:  # pydantic masks secrets in dumps: keep the real one
                 data["mqtt"]["password"] = settings.mqtt.password.get_secret_value()
+            if settings.influx.password is not None:  # masked as well: children would log in with asterisks
+                data["influx"]["password"] = settings.influx.password.get_secret_value()
             config_path.unlink(missing_ok=True)
             fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -47,10 +48,27 @@ def demo_logins(settings: Settings, registry: Registry) -> list[DemoLogin]:
     return logins
 
 
-def status_key(settings: Settings) -> str:
-    """An operations key for the demo's own status line (a new one each start, named so)."""
-    _, key = AuthStore(auth_store_path(settings)).create_key("demo-status", "operations")
-    return key
+STATUS_KEY_NAME = "demo-status"
+
+
+def status_key(settings: Settings) -> tuple[str, str]:
+    """A fresh operations key for the demo's own status line; returns `(key id, key)`.
+
+    Keys of this name left by an earlier demo that was killed before it could revoke its own are revoked
+    first (one demo runs per folder, so none of them is in use).
+    """
+    store = AuthStore(auth_store_path(settings))
+    for old in store.list_keys(include_revoked=False):
+        if old.name == STATUS_KEY_NAME:
+            store.revoke_key(old.id)
+    info, key = store.create_key(STATUS_KEY_NAME, "operations")
+    return info.id, key
+
+
+def revoke_status_key(settings: Settings, key_id: str) -> None:
+    """Revoke the status line's key when the demo stops (an unknown key is already gone: nothing to do)."""
+    with contextlib.suppress(AuthStoreError):
+        AuthStore(auth_store_path(settings)).revoke_key(key_id)
 
 
 def write_logins(path: Path, logins: list[DemoLogin]) -> None:

@@ -60,11 +60,15 @@ class Batcher:
         Args:
             item: the message and its lines.
         """
-        if not self._items:
+        first = not self._items
+        if first:
             self._first_at = self._clock()
         self._items.append(item)
         self._points += item.points
-        self._changed.set()
+        # Writers wait for the first message (to start its age) or a full batch; waking them on every
+        # message cost more than the message itself at one reading per message.
+        if first or self._points >= self.max_points:
+            self._changed.set()
 
     def due_in(self) -> float | None:
         """Seconds until the batch is due (0 = now), or None when empty."""

@@ -28,7 +28,7 @@ from ingest.deadletter import dead_letter_payload, dead_letter_topic
 from ingest.influx import InfluxWriter, WriteRejected, backoff_delay
 from ingest.lineproto import LineProtocolError
 from ingest.metrics import IngestMetrics, serve_metrics
-from ingest.mqtt import SESSION_EXPIRY_S, ack, make_client
+from ingest.mqtt import SESSION_EXPIRY_S, ack, make_client, messages
 from ingest.translate import Translator
 from parkmodel.codec import CodecError, Reason
 from parkmodel.registry import Registry
@@ -221,7 +221,7 @@ class IngestService:
         counters = self._kind_counters
         in_flight = self.metrics.in_flight
         received = 0
-        async for message in client.messages:
+        async for message in messages(client):
             topic = message.topic.value
             payload = message.payload if isinstance(message.payload, bytes) else bytes(str(message.payload), "utf-8")
             counters.get(topic.rpartition("/")[2], counters["other"]).inc()

@@ -49,7 +49,8 @@ class ChangeWatcher(Generic[T]):
 
     `load` runs in a worker thread; an exception of one of `errors` (a file that does not validate) is
     logged with its message and the last good content stays in force: `on_change` is not called, and the
-    next change is tried again.
+    next change is tried again. Any other failure (of `load` or of `on_change`) leaves the change pending,
+    so the next poll tries it again.
 
     Args:
         files: the files whose signature is watched (called each poll, so a folder's listing can change).
@@ -102,10 +103,11 @@ class ChangeWatcher(Generic[T]):
         now = signature(self._files())
         if now == self._seen:
             return False
-        self._seen = now  # taken before reading: a write during the read shows up at the next poll
+        # `now` is taken before reading, so a write during the read shows up at the next poll.
         try:
             value = await asyncio.to_thread(self._load)
         except self._errors as exc:
+            self._seen = now  # invalid content is not retried until the files change again
             self.failures += 1
             self.last_error = str(exc)
             log.error("%s: changed content is invalid, keeping the last good one: %s", self.name, exc)
@@ -114,6 +116,8 @@ class ChangeWatcher(Generic[T]):
         result = self._on_change(value)
         if inspect.isawaitable(result):
             await result
+        # Recorded only once applied: a load or an `on_change` that raises is retried at the next poll.
+        self._seen = now
         self.reloads += 1
         log.info("%s: new content applied", self.name)
         return True

@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 import httpx
 import numpy as np
@@ -24,7 +24,7 @@ from analytics.devices import DeviceIndex, build_index
 from analytics.factors import Factors
 from analytics.influx import InfluxError
 from parkmodel.registry import Registry
-from reports.periods import BEIJING_OFFSET_MS, Period
+from reports.periods import BEIJING_OFFSET_MS
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,19 @@ GROUP_QUANTITIES: tuple[str, ...] = (
 #: Quantities of device rows.
 DEVICE_QUANTITIES: tuple[str, ...] = ("import_kwh", "export_kwh", "gas_m3", "steam_t", "water_m3")
 Source = Literal["stored", "telemetry", "none"]
+
+
+class PeriodLike(Protocol):
+    """What the readers below use of a `reports.periods.Period` (the API passes its own day ranges)."""
+
+    @property
+    def start_ms(self) -> int: ...
+
+    @property
+    def end_ms(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
 
 
 @dataclass
@@ -150,13 +163,13 @@ class PeriodEnergy:
         self.monthly[scope, ident][month_of(day_ms)].add(fields, GROUP_QUANTITIES)
 
 
-def stored_query(period: Period) -> str:
+def stored_query(period: PeriodLike) -> str:
     """InfluxQL of the daily `energy` rows of a period."""
     return (f'SELECT * FROM "{ENERGY_MEASUREMENT}" WHERE "window" = \'day\' '
             f"AND time >= {period.start_ms}ms AND time < {period.end_ms}ms")
 
 
-async def read_stored(client: httpx.AsyncClient, database: str, period: Period) -> PeriodEnergy:
+async def read_stored(client: httpx.AsyncClient, database: str, period: PeriodLike) -> PeriodEnergy:
     """The period's daily rows of measurement `energy` (all scopes).
 
     Raises:
@@ -186,7 +199,7 @@ async def read_stored(client: httpx.AsyncClient, database: str, period: Period) 
     return out
 
 
-async def telemetry_bounds(client: httpx.AsyncClient, database: str, period: Period) -> tuple[int, int] | None:
+async def telemetry_bounds(client: httpx.AsyncClient, database: str, period: PeriodLike) -> tuple[int, int] | None:
     """Times (ms) of the first and last `telemetry` reading inside the period (None: none).
 
     Raises:
@@ -209,7 +222,7 @@ async def telemetry_bounds(client: httpx.AsyncClient, database: str, period: Per
     return (min(times), max(times)) if times else None
 
 
-async def recompute(client: httpx.AsyncClient, database: str, registry: Registry, period: Period,
+async def recompute(client: httpx.AsyncClient, database: str, registry: Registry, period: PeriodLike,
                     factors: Factors, index: DeviceIndex | None = None) -> PeriodEnergy:
     """The period's daily figures computed in memory from `telemetry` with analytics.backfill (nothing written).
 
@@ -243,15 +256,16 @@ async def recompute(client: httpx.AsyncClient, database: str, registry: Registry
     return out
 
 
-async def period_energy(client: httpx.AsyncClient, database: str, registry: Registry, period: Period,
+async def period_energy(client: httpx.AsyncClient, database: str, registry: Registry, period: PeriodLike,
                         factors: Factors, mode: Literal["auto", "stored", "telemetry"] = "auto") -> PeriodEnergy:
     """Energy of a period: stored daily rows if there are any (fast), else recomputed from telemetry.
 
     Args:
         client: HTTP client with the InfluxDB base URL.
         database: database name.
-        registry: the registry (ids and roles of the recomputation).
-        period: the period.
+        registry: the devices a recomputation replays: the whole registry, or a part of it (one park, one
+            enterprise, one device) when only that part's figures are wanted (stored rows are read whole).
+        period: the period (a `Period`, or anything with `start_ms`, `end_ms` and `label`).
         factors: tce and CO2 factors.
         mode: `auto`, or force one source.
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import math
+import os
+import signal
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -91,6 +94,12 @@ def render_html(report: Report, lang: Lang = "zh") -> str:
         owner=lambda d: owners.get(d, ""), generated=generated_text(int(report.meta["generated_at_ms"])))
 
 
+def _kill_group(pgid: int) -> None:
+    """SIGKILL every process left in Chromium's process group (none left: nothing to do)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 async def html_to_pdf(html: str, chromium: str = "chromium", timeout_s: float = 60.0) -> bytes:
     """Print HTML to PDF with headless Chromium (an asyncio subprocess; killed on timeout or cancellation).
 
@@ -102,8 +111,10 @@ async def html_to_pdf(html: str, chromium: str = "chromium", timeout_s: float = 
         src.write_text(html, encoding="utf-8")
         args = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp}/profile", f"--print-to-pdf={out}", src.as_uri()]
         try:
+            # A session (and process group) of its own: Chromium's helpers (zygote, GPU, renderers) are
+            # killed with it, and the terminal's Ctrl-C does not reach them.
             proc = await asyncio.create_subprocess_exec(chromium, *args, stdout=asyncio.subprocess.PIPE,
-                                                        stderr=asyncio.subprocess.PIPE)
+                                                        stderr=asyncio.subprocess.PIPE, start_new_session=True)
         except FileNotFoundError:
             raise RenderError(f"{chromium!r} not found: install Debian's chromium to render PDF") from None
         try:
@@ -111,8 +122,8 @@ async def html_to_pdf(html: str, chromium: str = "chromium", timeout_s: float = 
         except TimeoutError:
             raise RenderError(f"chromium did not finish within {timeout_s:g} s") from None
         finally:
+            _kill_group(proc.pid)  # also after a clean exit: a helper may linger
             if proc.returncode is None:
-                proc.kill()
                 await proc.wait()
         if proc.returncode != 0 or not out.exists():
             raise RenderError(f"chromium failed (exit {proc.returncode}): {err.decode(errors='replace')[-500:]}")

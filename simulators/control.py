@@ -8,6 +8,7 @@ Raw asyncio streams keep it free of threads and signal handlers; one request per
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -105,18 +106,20 @@ class ControlServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            status, payload = await asyncio.wait_for(self._respond(reader), READ_TIMEOUT_S)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-            return
-        data = json.dumps(payload, ensure_ascii=False).encode()
-        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n")
-        try:
-            writer.write(head.encode() + data)
-            await writer.drain()
-        except ConnectionError:
-            pass
+            try:
+                status, payload = await asyncio.wait_for(self._respond(reader), READ_TIMEOUT_S)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                return
+            except Exception as exc:  # a bug or an input nobody foresaw: answer, never leave the client hanging
+                log.exception("simulator control request failed")
+                status = HTTPStatus.INTERNAL_SERVER_ERROR
+                payload = {"error": f"internal error: {type(exc).__name__}: {exc}"}
+            data = json.dumps(payload, ensure_ascii=False).encode()
+            head = (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n")
+            with contextlib.suppress(ConnectionError):
+                writer.write(head.encode() + data)
+                await writer.drain()
         finally:
             writer.close()
 
@@ -155,6 +158,8 @@ class ControlServer:
                     length = int(value.strip())
                 except ValueError:
                     raise HttpError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {value.strip()!r}") from None
+        if length < 0:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length}: expected 0 or more bytes")
         if length > MAX_BODY:
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body of {length} bytes; at most {MAX_BODY}")
         raw = await reader.readexactly(length) if length else b""

@@ -14,7 +14,9 @@ replaced during the history (a counter reset, which analytics handles).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import re
 import sys
 import time
 import zlib
@@ -32,11 +34,15 @@ from parkmodel.points import POINTS, PointKind
 from parkmodel.registry import Registry, RegistryError, load_registry
 from simulators.model import DeviceSim, EnterpriseSim, device_rng
 from simulators.weather import Weather
+from smartpark.config import InfluxSettings, influx_duration_s
+from smartpark.influx_schema import SchemaError, ensure_schema
 
 MINUTE_S = 60
 DAY_S = 86_400
 #: Lines per gzip'd POST to /write.
 WRITE_BATCH_LINES = 25_000
+#: A day this close to the raw retention's edge goes to the rollup policy: it would age out while written.
+RETENTION_MARGIN_S = 3600
 _INT_BITS = {DataType.INT16: 16, DataType.UINT16: 16, DataType.INT32: 32, DataType.UINT32: 32}
 _SIGNED = {DataType.INT16, DataType.INT32}
 
@@ -222,47 +228,95 @@ def plan_history(registry: Registry, days: float, *, end_s: float | None = None,
     return gen
 
 
-async def write_history(gen: HistoryGenerator, influx_url: str, database: str, *, progress: bool = True,
-                        timeout_s: float = 120.0) -> int:
-    """Generate the history and write it to `telemetry`, gzip'd in batches; the generation of the next day
-    runs in a worker thread while the current one is written.
+_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]+$")  # as smartpark.config.InfluxSettings.database
+
+
+def history_influx(influx: InfluxSettings, url: str | None = None, database: str | None = None) -> InfluxSettings:
+    """The settings' InfluxDB section with the command line's `--influx-url` / `--database`, validated.
+
+    Raises:
+        ValueError: the database name is not letters, digits and `_` (it is quoted into InfluxQL).
+    """
+    if database is not None and not _DATABASE_NAME.match(database):
+        raise ValueError(f"--database {database!r}: expected letters, digits and _ only (pattern ^[A-Za-z0-9_]+$)")
+    return influx.model_copy(update={k: v for k, v in (("url", url), ("database", database)) if v is not None})
+
+
+def _policy_of_day(gen: HistoryGenerator, influx: InfluxSettings, day_start_s: int, now_s: float) -> str | None:
+    """Where a day goes: the default (raw) policy if all of it is inside the raw retention, where backfill and
+    the live catch-up read it; else the 1-minute rollup policy, whose resolution the history has."""
+    if day_start_s >= now_s - influx_duration_s(influx.raw_retention) + RETENTION_MARGIN_S:
+        return None
+    if gen.plan.step_s < MINUTE_S:
+        raise ValueError(f"days older than the raw retention ({influx.raw_retention}) go to {influx.rollup_1m_rp}, "
+                         f"whose resolution is 1 minute: step_s {gen.plan.step_s} is finer; use 60 or more")
+    return influx.rollup_1m_rp
+
+
+async def write_history(gen: HistoryGenerator, influx: InfluxSettings, *, progress: bool = True,
+                        timeout_s: float = 120.0, now_s: float | None = None) -> int:
+    """Set up the schema, generate the history and write it to `telemetry`, gzip'd in batches; the generation
+    of the next day runs in a worker thread while the current one is written.
+
+    Days inside the raw retention go to the default policy; older ones (InfluxDB would drop them there) to
+    `influx.rollup_1m_rp`.
+
+    Args:
+        gen: the history (`plan_history`).
+        influx: URL, database, credentials and retention policies.
+        progress: print progress to stderr.
+        timeout_s: per request.
+        now_s: the time that retention is measured from (default: now).
 
     Returns:
         The number of lines written.
 
     Raises:
         httpx.HTTPError: InfluxDB could not be reached or refused a write.
+        SchemaError: InfluxDB refused the schema set-up.
     """
     import gzip
 
     written = 0
     started = time.monotonic()
+    now = time.time() if now_s is None else now_s
     days = list(gen._days())
+    policies = [_policy_of_day(gen, influx, start, now) for start, _ in days]
     it = gen.lines()
-    async with httpx.AsyncClient(base_url=influx_url, timeout=timeout_s) as client:
-        r = await client.post("/query", data={"q": f'CREATE DATABASE "{database}"'})
-        r.raise_for_status()
-        nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None))
-        for i in range(len(days)):
-            item = await nxt
-            if item is None:
-                break
-            nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None)) if i + 1 < len(days) else None
-            _, lines = item
-            for k in range(0, len(lines), WRITE_BATCH_LINES):
-                body = gzip.compress("\n".join(lines[k:k + WRITE_BATCH_LINES]).encode(), compresslevel=1)
-                w = await client.post("/write", params={"db": database, "precision": "ms"}, content=body,
-                                      headers={"Content-Encoding": "gzip"})
-                if w.status_code != 204:
-                    raise httpx.HTTPStatusError(f"InfluxDB refused the write: HTTP {w.status_code}: {w.text}",
-                                                request=w.request, response=w)
-            written += len(lines)
-            if progress:
-                rate = written / max(time.monotonic() - started, 1e-9)
-                print(f"\rhistory: day {i + 1}/{len(days)}, {written:,} lines, {rate:,.0f} lines/s",
-                      end="", file=sys.stderr, flush=True)
-        if nxt is not None:
-            await nxt
+    auth = (httpx.BasicAuth(influx.username, influx.password.get_secret_value())
+            if influx.username and influx.password else None)
+    async with httpx.AsyncClient(base_url=influx.url.rstrip("/"), timeout=timeout_s, auth=auth) as client:
+        await ensure_schema(client, influx)
+        nxt: asyncio.Future[tuple[int, list[str]] | None] | None = None
+        try:
+            nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None))
+            for i in range(len(days)):
+                item = await nxt
+                nxt = None
+                if item is None:
+                    break
+                if i + 1 < len(days):
+                    nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None))
+                _, lines = item
+                params = {"db": influx.database, "precision": "ms"}
+                if policies[i] is not None:
+                    params["rp"] = policies[i]
+                for k in range(0, len(lines), WRITE_BATCH_LINES):
+                    body = gzip.compress("\n".join(lines[k:k + WRITE_BATCH_LINES]).encode(), compresslevel=1)
+                    w = await client.post("/write", params=params, content=body, headers={"Content-Encoding": "gzip"})
+                    if w.status_code != 204:
+                        raise httpx.HTTPStatusError(f"InfluxDB refused the write: HTTP {w.status_code}: {w.text}",
+                                                    request=w.request, response=w)
+                written += len(lines)
+                if progress:
+                    rate = written / max(time.monotonic() - started, 1e-9)
+                    print(f"\rhistory: day {i + 1}/{len(days)}, {written:,} lines, {rate:,.0f} lines/s",
+                          end="", file=sys.stderr, flush=True)
+        finally:
+            if nxt is not None:  # a failed write: the day being generated is not needed, but its thread must end
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await nxt
     if progress:
         print(file=sys.stderr)
     return written
@@ -271,6 +325,8 @@ async def write_history(gen: HistoryGenerator, influx_url: str, database: str, *
 def history_command(
     days: Annotated[float, typer.Option("--days", help="days of history ending now")] = 30,
     registry: Annotated[Path | None, typer.Option("--registry", help="registry YAML (default: the demo park)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="SmartPark YAML config (influx: section)")]
+    = None,
     influx_url: Annotated[str | None, typer.Option("--influx-url", help="InfluxDB URL (default: settings)")] = None,
     database: Annotated[str | None, typer.Option("--database", help="database (default: settings)")] = None,
     step_s: Annotated[int, typer.Option("--step-s", help="seconds between readings")] = MINUTE_S,
@@ -280,17 +336,16 @@ def history_command(
     from smartpark.config import ConfigError, load_settings
 
     try:
-        settings = load_settings(None)
+        settings = load_settings(config)
+        influx = history_influx(settings.influx, influx_url, database)
         reg = load_registry(registry or settings.registry)
         gen = plan_history(reg, days, step_s=step_s, seed=seed)
     except (ConfigError, RegistryError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    url = influx_url or settings.influx.url
-    db = database or settings.influx.database
     try:
-        n = asyncio.run(write_history(gen, url, db))
-    except httpx.HTTPError as exc:
-        typer.echo(f"history: InfluxDB at {url}: {exc}", err=True)
+        n = asyncio.run(write_history(gen, influx))
+    except (httpx.HTTPError, SchemaError, ValueError) as exc:
+        typer.echo(f"history: InfluxDB at {influx.url}: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"history: wrote {n:,} lines to {db} ({gen.plan.steps} steps of {step_s} s)")
+    typer.echo(f"history: wrote {n:,} lines to {influx.database} ({gen.plan.steps} steps of {step_s} s)")

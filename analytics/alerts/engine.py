@@ -756,7 +756,8 @@ class AlertEngine:
                 await self._deliver(target)
             elif target not in self._delivering:
                 assert self._tasks is not None
-                task = self._tasks.create_task(self._deliver(target), name=f"alerts-deliver-{target}")
+                task = self._tasks.create_task(self._deliver_in_background(target),
+                                               name=f"alerts-deliver-{target}")
                 self._delivering[target] = task
                 task.add_done_callback(lambda _t, name=target: self._delivering.pop(name, None))
 
@@ -770,6 +771,14 @@ class AlertEngine:
                 await self.dispatch_once()
             except Exception:
                 log.exception("alert dispatch failed")
+
+    async def _deliver_in_background(self, target: str) -> None:
+        """`_deliver` as a task of the engine's TaskGroup: an error must not abort the group (and with it the
+        tick, dispatch and MQTT loops); the row stays in the outbox and the next dispatch retries it."""
+        try:
+            await self._deliver(target)
+        except Exception:
+            log.exception("delivery to %s failed; the outbox retries it", target)
 
     async def _deliver(self, target: str) -> None:
         """Deliver a recipient's due notifications in order, stopping at the first failure."""
@@ -815,7 +824,11 @@ class AlertEngine:
         if sub is None:
             return None, f"no subscriber {row.target} in the configuration"
         assert self._http is not None
-        headers = webhook_headers(sub.key(), row.body, row.delivery_id, row.event, self.clock())
+        try:
+            key = sub.key()
+        except RulesError as exc:  # e.g. its secret's environment variable is gone: a failed attempt, retried
+            return None, str(exc)
+        headers = webhook_headers(key, row.body, row.delivery_id, row.event, self.clock())
         try:
             response = await self._http.post(sub.url, content=row.body, headers=headers, timeout=sub.timeout_s)
         except httpx.HTTPError as exc:
@@ -895,6 +908,9 @@ class AlertEngine:
         except (TopicError, CodecError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             MESSAGES.labels(result="invalid").inc()
             log.debug("alert engine skipped %s: %s", topic, exc)
+        except Exception:  # e.g. the store is locked: keep the worker alive; the next reading re-evaluates
+            MESSAGES.labels(result="error").inc()
+            log.exception("alert engine could not process a message on %s", topic)
 
 
 async def run_alerts(settings: Settings, registry: Registry, rules: RuleBook | None = None, *,

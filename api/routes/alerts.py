@@ -93,11 +93,8 @@ class HistoryEvent(BaseModel):
 
 
 def _store(request: Request) -> AlertStore:
-    store = getattr(request.app.state, "alert_store", None)
-    if store is None:  # opened on first use: the API starts (and serves the rest) without any alert worker
-        store = AlertStore(request.app.state.settings.var_dir / "alerts.sqlite")
-        request.app.state.alert_store = store
-    return store  # type: ignore[no-any-return]
+    # Opened once in the app's lifespan (closed at shutdown); the API serves it without any alert worker.
+    return request.app.state.alert_store  # type: ignore[no-any-return]
 
 
 StoreDep = Annotated[AlertStore, Depends(_store)]

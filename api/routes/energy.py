@@ -12,42 +12,49 @@ park figures are for operations and admins, emergency management never sees ener
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal, cast
 
-import httpx
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from analytics.aggregate import derive
-from analytics.factors import Factors, default_factors, load_factors
-from analytics.influx import InfluxError
+from analytics.factors import Factors
 from analytics.kernels import BEIJING_OFFSET_MS, DAY_MS
 from analytics.state import day_start_ms
 from api.auth.principal import Role
 from api.csvexport import BEIJING, CSV_RESPONSES, Format, csv_response
-from api.deps import CallerDep, EnterpriseKpiDep, IdPath, ParkKpiDep, RegistryDep
-from api.errors import ApiError, ErrorCode, forbidden, invalid
+from api.deps import CallerDep, EnterpriseKpiDep, IdPath, InfluxDep, ParkKpiDep, RegistryDep
+from api.errors import forbidden, invalid
+from api.influx import InfluxReader, open_client
 from api.queries import parse_time
 from parkmodel.registry import DeviceRef, Registry
 from reports.build import carriers_of
 from reports.energy import PeriodEnergy, Totals, carbon_of, new_energy_ratio, period_energy
 from reports.periods import Period, PeriodError, month_start_ms, parse_period
+from smartpark.config import InfluxSettings
 
 router = APIRouter(tags=["energy"])
 
-#: The longest custom range (days): a replay from telemetry reads every reading of it.
+#: The longest custom range (days) answered from stored daily rows.
 MAX_RANGE_DAYS = 732
+#: The longest range (days) replayed from telemetry (every reading of it is read and folded).
+MAX_REPLAY_DAYS = 400
 #: Times the store answers for (InfluxDB stops in 2262; a negative day start is no meter reading).
 EARLIEST_MS, LATEST_MS = DAY_MS, 4_102_444_800_000
 _POWER_KEYS = ("pv_kw", "wind_kw", "grid_import_kw", "grid_export_kw", "green_supply_kw", "storage_kw")
 # Which counter of a device feeds which summed category (analytics.aggregate.energy_quantities).
 _DEVICE_CATEGORY: dict[str, dict[str, str]] = {
     "grid_meter": {"grid_import_kwh": "import_kwh", "grid_export_kwh": "export_kwh"},
+    # As if it were the only meter: a sub-meter's import is what it consumed, bought from the grid; a storage
+    # unit's charge is an import and its discharge an export (consumed = its losses).
+    "load_meter": {"grid_import_kwh": "import_kwh"},
+    "storage": {"grid_import_kwh": "import_kwh", "grid_export_kwh": "export_kwh"},
     "pv": {"generation_kwh": "export_kwh"},
     "wind": {"generation_kwh": "export_kwh"},
     "green_supply": {"green_supply_kwh": "import_kwh"},
@@ -233,35 +240,64 @@ class SpanEnergy:
 
 
 def _factors(request: Request) -> Factors:
-    factors = getattr(request.app.state, "energy_factors", None)
-    if factors is None:
-        path = request.app.state.settings.analytics.factors_file
-        factors = load_factors(path) if path is not None else default_factors()
-        request.app.state.energy_factors = factors
-    return cast(Factors, factors)
+    return cast(Factors, request.app.state.energy_factors)  # loaded in the app's lifespan
 
 
-async def _span_energy(request: Request, registry: Registry, span: Span, factors: Factors,
+def scope_registry(registry: Registry, park: str, enterprise: str | None = None, device: str | None = None
+                   ) -> Registry:
+    """The part of `registry` a replay needs for one park, one enterprise or one device (ids unchanged).
+
+    Args:
+        registry: the registry in force.
+        park: the park.
+        enterprise: only this enterprise of it.
+        device: only this device of the enterprise.
+    """
+    parks = []
+    for p in registry.parks:
+        if p.id != park:
+            continue
+        ents = []
+        for e in p.enterprises:
+            if enterprise is not None and e.id != enterprise:
+                continue
+            gateways = [g if device is None else g.model_copy(update={"devices": [d for d in g.devices
+                                                                                  if d.id == device]})
+                        for g in e.gateways]
+            ents.append(e.model_copy(update={"gateways": gateways}))
+        parks.append(p.model_copy(update={"enterprises": ents}))
+    # No revalidation: a device kept without its parent meter is fine for a replay, not for a registry file.
+    return registry.model_copy(update={"parks": parks})
+
+
+def _replay(settings: InfluxSettings, devices: Registry, period: DayRange, factors: Factors) -> PeriodEnergy:
+    """Recompute `period` from telemetry for `devices` (blocking: the numba replay runs in a worker thread with
+    an event loop and InfluxDB client of its own, so the app's loop keeps serving)."""
+    async def run() -> PeriodEnergy:
+        async with open_client(settings) as client:
+            return await period_energy(client, settings.database, devices, period, factors, "telemetry")
+    return asyncio.run(run())
+
+
+async def _span_energy(influx: InfluxReader, factors: Factors, devices: Registry, span: Span,
                        past_mode: Literal["auto", "telemetry"] = "auto") -> SpanEnergy:
-    cfg = request.app.state.settings.influx
-    auth = (cfg.username, cfg.password.get_secret_value()) if cfg.username and cfg.password else None
     today = day_start_ms(span.now_ms)
     out = SpanEnergy(None, None)
-    try:
-        async with httpx.AsyncClient(base_url=cfg.url, timeout=max(cfg.timeout_s, 30.0), auth=auth) as client:
-            if span.start_ms < min(span.end_ms, today):
-                past = DayRange(span.start_ms, min(span.end_ms, today), span.label)
-                # DayRange has every attribute period_energy reads of a Period (start_ms, end_ms, label).
-                out.past = await period_energy(client, cfg.database, registry, cast(Period, past), factors,
-                                               past_mode)
-            if span.start_ms <= today < span.end_ms:
-                now = DayRange(today, today + DAY_MS, "today")
-                out.today = await period_energy(client, cfg.database, registry, cast(Period, now), factors,
-                                                "telemetry")
-    except httpx.TransportError as exc:
-        raise ApiError(ErrorCode.UNAVAILABLE, f"InfluxDB at {cfg.url} is unreachable: {type(exc).__name__}") from None
-    except InfluxError as exc:
-        raise ApiError(ErrorCode.UPSTREAM_ERROR, str(exc)) from None
+    with influx.errors():
+        if span.start_ms < min(span.end_ms, today):
+            past = DayRange(span.start_ms, min(span.end_ms, today), span.label)
+            if past_mode == "auto":
+                out.past = await period_energy(influx.client, influx.database, devices, past, factors, "stored")
+            if out.past is None or out.past.source == "none":
+                days = (past.end_ms - past.start_ms) // DAY_MS
+                if days > MAX_REPLAY_DAYS:
+                    raise invalid(f"{days} days without stored energy rows: a replay from telemetry covers at most "
+                                  f"{MAX_REPLAY_DAYS} days; store the daily rows first with `smartpark analytics "
+                                  "backfill` (or ask for a shorter range)", "start")
+                out.past = await asyncio.to_thread(_replay, influx.settings, devices, past, factors)
+        if span.start_ms <= today < span.end_ms:
+            now = DayRange(today, today + DAY_MS, "today")
+            out.today = await asyncio.to_thread(_replay, influx.settings, devices, now, factors)
     return out
 
 
@@ -353,14 +389,15 @@ EnergyDeviceDep = Annotated[DeviceRef, Depends(_energy_device)]
 
 
 @router.get("/parks/{park_id}/energy", response_model=EnergyPublic, responses=CSV_RESPONSES)
-async def park_energy(request: Request, park: ParkKpiDep, registry: RegistryDep, period: PeriodQ = None,
+async def park_energy(request: Request, park: ParkKpiDep, registry: RegistryDep, influx: InfluxDep,
+                      period: PeriodQ = None,
                       start: StartQ = None, end: EndQ = None, tce: TceQ = "equivalent",
                       format: FormatQ = Format.JSON) -> EnergyPublic | Response:
     """A park's energy by carrier and category, tce, CO2 by scope, new-energy ratio and data coverage over
     today (default), this month or year (up to now), a month, a year or a custom range (operations, admins)."""
     span = resolve_span(period, start, end, _now_ms())
     factors = _factors(request)
-    energy = await _span_energy(request, registry, span, factors)
+    energy = await _span_energy(influx, factors, scope_registry(registry, park.id), span)
     t = energy.totals("park", park.id)
     item = EnergyPublic(scope="park", park=park.id, period=span.label, start=span.start_ms, end=span.end_ms,
                         coverage=_coverage(span, energy, t), **_group_figures(t, factors, tce))  # type: ignore[arg-type]
@@ -368,14 +405,15 @@ async def park_energy(request: Request, park: ParkKpiDep, registry: RegistryDep,
 
 
 @router.get("/enterprises/{enterprise_id}/energy", response_model=EnergyPublic, responses=CSV_RESPONSES)
-async def enterprise_energy(request: Request, found: EnterpriseKpiDep, registry: RegistryDep, period: PeriodQ = None,
+async def enterprise_energy(request: Request, found: EnterpriseKpiDep, registry: RegistryDep, influx: InfluxDep,
+                            period: PeriodQ = None,
                             start: StartQ = None, end: EndQ = None, tce: TceQ = "equivalent",
                             format: FormatQ = Format.JSON) -> EnergyPublic | Response:
     """An enterprise's energy KPIs over a range, like the park's (the enterprise itself, operations, admins)."""
     park, ent = found
     span = resolve_span(period, start, end, _now_ms())
     factors = _factors(request)
-    energy = await _span_energy(request, registry, span, factors)
+    energy = await _span_energy(influx, factors, scope_registry(registry, park.id, ent.id), span)
     t = energy.totals("enterprise", ent.id)
     item = EnergyPublic(scope="enterprise", park=park.id, enterprise=ent.id, period=span.label, start=span.start_ms,
                         end=span.end_ms, coverage=_coverage(span, energy, t),
@@ -384,16 +422,18 @@ async def enterprise_energy(request: Request, found: EnterpriseKpiDep, registry:
 
 
 @router.get("/devices/{device_id}/energy", response_model=EnergyPublic, responses=CSV_RESPONSES)
-async def device_energy(request: Request, ref: EnergyDeviceDep, registry: RegistryDep, period: PeriodQ = None,
+async def device_energy(request: Request, ref: EnergyDeviceDep, registry: RegistryDep, influx: InfluxDep,
+                        period: PeriodQ = None,
                         start: StartQ = None, end: EndQ = None, tce: TceQ = "equivalent",
                         format: FormatQ = Format.JSON) -> EnergyPublic | Response:
     """A meter's own counters over a range and what they contribute to its enterprise (by category, tce, CO2
     as if it were the only meter). Stored rows without device rows are replayed from telemetry."""
     span = resolve_span(period, start, end, _now_ms())
     factors = _factors(request)
-    energy = await _span_energy(request, registry, span, factors)
+    devices = scope_registry(registry, ref.park.id, ref.enterprise.id, ref.device.id)
+    energy = await _span_energy(influx, factors, devices, span)
     if not energy.has_device_rows():  # the backfill ran without --devices: replay those days
-        energy = await _span_energy(request, registry, span, factors, past_mode="telemetry")
+        energy = await _span_energy(influx, factors, devices, span, past_mode="telemetry")
     meter = energy.totals("device", ref.device.id)
     role = ref.device.role.value
     t = device_totals(role, meter, factors)

@@ -1,9 +1,11 @@
 """WebSocket `/live`: KPI frames, alerts and safety events as they arrive from MQTT, each only to callers
 allowed to see it, filtered further by the parks a client asks for.
 
-Authentication: query parameter `token` (session token or API key) or `Authorization: Bearer ...`. Without
-a valid credential the server sends an `unauthorized` error frame and closes with code 4401; a credential
-that expires or is revoked while connected ends the connection the same way.
+Authentication: `Authorization: Bearer ...` (session token or API key) on the upgrade request, or, from a
+browser (which cannot set headers on a WebSocket), a first frame `{"type": "auth", "token": "..."}` sent within
+`AUTH_TIMEOUT_S` of connecting. Credentials never travel in the URL, which proxies and access logs record
+(a `?token=` is ignored). Without a valid credential the server sends an `unauthorized` error frame and closes
+with code 4401; a credential that expires or is revoked while connected ends the connection the same way.
 
 Client → server: `{"subscribe": ["park-id", ...]}` or `{"unsubscribe": [...]}` (default: every park it sees).
 Server → client: `{"type": "kpi", "park": id, "data": {...}}` (enterprise callers: only their enterprise's
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 MAX_CLIENT_MESSAGE = 16 * 1024
 CLOSE_UNAUTHORIZED = 4401
 RECHECK_CREDENTIAL_S = 30.0
+#: How long a client without an Authorization header has to send its `{"type": "auth"}` frame.
+AUTH_TIMEOUT_S = 5.0
+AUTH_HINT = ('send `Authorization: Bearer <token>` or, as the first message, {"type": "auth", "token": "<session '
+             'token or API key>"}')
 
 
 class ParkFilter:
@@ -129,13 +135,30 @@ async def _watch(auth: Authenticator, credential: str) -> None:
             raise CredentialEnded
 
 
-def _credential(ws: WebSocket) -> str | None:
-    token = ws.query_params.get("token")
-    if token:
-        return token
+def _header_credential(ws: WebSocket) -> str | None:
     header = ws.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def _auth_frame(ws: WebSocket) -> str | None:
+    """The token of the client's first frame `{"type": "auth", "token": ...}`; None if it sends anything else
+    or nothing within `AUTH_TIMEOUT_S`."""
+    try:
+        async with asyncio.timeout(AUTH_TIMEOUT_S):
+            text = await ws.receive_text()
+    except TimeoutError:
+        return None
+    if len(text) > MAX_CLIENT_MESSAGE:
+        return None
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "auth":
+        return None
+    token = message.get("token")
+    return token if isinstance(token, str) and token else None
 
 
 async def _refuse(ws: WebSocket, message: str) -> None:
@@ -150,10 +173,13 @@ async def live(ws: WebSocket) -> None:
     metrics: ApiMetrics = ws.app.state.metrics
     auth: Authenticator = ws.app.state.auth
     await ws.accept()
-    credential = _credential(ws)
+    try:
+        credential = _header_credential(ws) or await _auth_frame(ws)
+    except WebSocketDisconnect:
+        return
     principal = await auth.principal(credential) if credential else None
-    if principal is None:
-        await _refuse(ws, "send a session token or API key: ?token=... or Authorization: Bearer ...")
+    if principal is None or credential is None:
+        await _refuse(ws, f"unauthorized: {AUTH_HINT}")
         return
     access = Access(principal, source.current())
     metrics.websocket_clients.inc()
@@ -163,7 +189,7 @@ async def live(ws: WebSocket) -> None:
             # The loops run until the client goes; its disconnect fails one and the group cancels the others.
             tg.create_task(_listen(ws, filt), name="ws-listen")
             tg.create_task(_pump(ws, feed, queue, filt, access), name="ws-pump")
-            tg.create_task(_watch(auth, credential or ""), name="ws-credential")
+            tg.create_task(_watch(auth, credential), name="ws-credential")
     except* WebSocketDisconnect:
         pass
     except* CredentialEnded:

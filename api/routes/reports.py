@@ -7,26 +7,25 @@ every change lands in the append-only history.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Body, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
-from analytics.influx import InfluxError
-from api.deps import AdminDep, CallerDep, EnterpriseKpiDep, IdPath, ParkKpiDep, RegistryDep
+from api.deps import AdminDep, CallerDep, EnterpriseKpiDep, IdPath, InfluxDep, ParkKpiDep, RegistryDep
+from api.economy import EconomySnapshot
 from api.errors import ApiError, ErrorCode, invalid
 from reports.build import Inputs
 from reports.economy import FIGURE_KEYS, EconomicRecord, ImportProblems, load_records, validate_rows
 from reports.periods import Period, PeriodError, parse_period
 from reports.render import MEDIA_TYPES, RenderError, render
 from reports.service import build_report
-from reports.store import EconomyStore, NotFound, VersionConflict, economy_path
+from reports.store import EconomyStore, NotFound, VersionConflict
 from reports.views import (
-    InputsCache,
     assessment,
     default_period,
     default_year,
@@ -45,31 +44,26 @@ MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _store(request: Request) -> EconomyStore:
-    store = getattr(request.app.state, "economy_store", None)
-    if store is None:
-        store = EconomyStore(economy_path(request.app.state.settings.var_dir))
-        request.app.state.economy_store = store
-    return store  # type: ignore[no-any-return]
+    return request.app.state.economy_store  # type: ignore[no-any-return]  # opened in the app's lifespan
 
 
-async def _report(request: Request, kind: str, ident: str, period: str, fmt: str, lang: str,
+async def _snapshot(request: Request) -> EconomySnapshot:
+    """The economic data, read in a worker thread (the report code reads it synchronously)."""
+    return await asyncio.to_thread(EconomySnapshot.read, _store(request))
+
+
+async def _report(request: Request, influx: InfluxDep, kind: str, ident: str, period: str, fmt: str, lang: str,
                   access: CallerDep, registry: RegistryDep) -> Response:
     try:
         the_period = parse_period(period)
     except PeriodError as exc:
         raise invalid(str(exc), "period") from None
-    settings = request.app.state.settings
-    cfg = settings.influx
-    auth = (cfg.username, cfg.password.get_secret_value()) if cfg.username and cfg.password else None
+    economy = await _snapshot(request)
     try:
-        async with httpx.AsyncClient(base_url=cfg.url, timeout=max(cfg.timeout_s, 30.0), auth=auth) as client:
-            report = await build_report(client, cfg.database, registry, _store(request), kind, ident,  # type: ignore[arg-type]
-                                        the_period, visible=access.can_see_enterprise)
+        with influx.errors():
+            report = await build_report(influx.client, influx.database, registry, economy,  # type: ignore[arg-type]
+                                        kind, ident, the_period, visible=access.can_see_enterprise)  # type: ignore[arg-type]
         body = await render(report, fmt, lang)  # type: ignore[arg-type]
-    except httpx.TransportError as exc:
-        raise ApiError(ErrorCode.UNAVAILABLE, f"InfluxDB at {cfg.url} is unreachable: {type(exc).__name__}") from None
-    except InfluxError as exc:
-        raise ApiError(ErrorCode.UPSTREAM_ERROR, str(exc)) from None
     except RenderError as exc:
         raise ApiError(ErrorCode.INTERNAL, str(exc)) from None
     name = f"{kind}-{ident}-{the_period.label.replace('/', '-')}.{fmt}"
@@ -79,16 +73,17 @@ async def _report(request: Request, kind: str, ident: str, period: str, fmt: str
 
 @router.get("/reports/enterprise/{enterprise_id}", response_class=Response)
 async def enterprise_report(request: Request, found: EnterpriseKpiDep, access: CallerDep, registry: RegistryDep,
+                            influx: InfluxDep,
                             period: PeriodQuery, fmt: FormatQuery = "html", lang: LangQuery = "zh") -> Response:
     """An enterprise's energy and per-mu benefit report (the enterprise itself, operations, admins)."""
-    return await _report(request, "enterprise", found[1].id, period, fmt, lang, access, registry)
+    return await _report(request, influx, "enterprise", found[1].id, period, fmt, lang, access, registry)
 
 
 @router.get("/reports/park/{park_id}", response_class=Response)
-async def park_report(request: Request, park: ParkKpiDep, access: CallerDep, registry: RegistryDep,
+async def park_report(request: Request, park: ParkKpiDep, access: CallerDep, registry: RegistryDep, influx: InfluxDep,
                       period: PeriodQuery, fmt: FormatQuery = "html", lang: LangQuery = "zh") -> Response:
     """A park's report: energy, targets and progress, enterprises' classes, the annual park ranking."""
-    return await _report(request, "park", park.id, period, fmt, lang, access, registry)
+    return await _report(request, influx, "park", park.id, period, fmt, lang, access, registry)
 
 
 # ---- evaluation, targets, assessment ------------------------------------------------------------------------
@@ -99,65 +94,58 @@ YearQuery = Annotated[int | None, Query(ge=2000, le=2100, description="assessmen
                                                                      "the latest economic data)")]
 
 
-def _period_of(request: Request, text: str | None) -> Period:
+def _period_of(economy: EconomySnapshot, text: str | None) -> Period:
     if text is None or not text.strip():
-        return default_period(_store(request))
+        return default_period(economy)  # type: ignore[arg-type]
     try:
         return parse_period(text)
     except PeriodError as exc:
         raise invalid(str(exc), "period") from None
 
 
-async def _inputs(request: Request, registry: RegistryDep, period: Period) -> Inputs:
-    settings = request.app.state.settings
-    cfg = settings.influx
-    cache = getattr(request.app.state, "reports_inputs_cache", None)
-    if cache is None:
-        cache = request.app.state.reports_inputs_cache = InputsCache()
-    auth = (cfg.username, cfg.password.get_secret_value()) if cfg.username and cfg.password else None
-    try:
-        async with httpx.AsyncClient(base_url=cfg.url, timeout=max(cfg.timeout_s, 30.0), auth=auth) as client:
-            return await evaluation_inputs(client, cfg.database, registry, _store(request), period, cache=cache)
-    except httpx.TransportError as exc:
-        raise ApiError(ErrorCode.UNAVAILABLE, f"InfluxDB at {cfg.url} is unreachable: {type(exc).__name__}") from None
-    except InfluxError as exc:
-        raise ApiError(ErrorCode.UPSTREAM_ERROR, str(exc)) from None
+async def _inputs(request: Request, influx: InfluxDep, registry: RegistryDep, text: str | None) -> Inputs:
+    """The evaluation inputs of the period `text` (default: the 12 months up to the latest economic data)."""
+    economy = await _snapshot(request)
+    period = _period_of(economy, text)
+    with influx.errors():
+        return await evaluation_inputs(influx.client, influx.database, registry, economy,  # type: ignore[arg-type]
+                                       period, cache=request.app.state.reports_inputs_cache)
 
 
 @router.get("/enterprises/{enterprise_id}/evaluation")
-async def get_enterprise_evaluation(request: Request, found: EnterpriseKpiDep, registry: RegistryDep,
+async def get_enterprise_evaluation(request: Request, found: EnterpriseKpiDep, registry: RegistryDep, influx: InfluxDep,
                                     period: OptionalPeriodQuery = None) -> dict[str, Any]:
     """An enterprise's 亩均效益 evaluation explaining itself: each indicator's value (numerator ÷ denominator),
     reference, weight and score, then total, rank and class A–D (the enterprise itself, operations, admins)."""
-    inp = await _inputs(request, registry, _period_of(request, period))
+    inp = await _inputs(request, influx, registry, period)
     return enterprise_evaluation(inp, found[1].id)
 
 
 @router.get("/parks/{park_id}/evaluation")
-async def get_park_evaluation(request: Request, park: ParkKpiDep, registry: RegistryDep,
+async def get_park_evaluation(request: Request, park: ParkKpiDep, registry: RegistryDep, influx: InfluxDep,
                               period: OptionalPeriodQuery = None) -> dict[str, Any]:
     """Every enterprise of a park ranked with its score and class (operations, admins)."""
-    inp = await _inputs(request, registry, _period_of(request, period))
+    inp = await _inputs(request, influx, registry, period)
     return park_evaluation(inp, park.id)
 
 
 @router.get("/parks/{park_id}/targets")
-async def get_park_targets(request: Request, park: ParkKpiDep, registry: RegistryDep,
+async def get_park_targets(request: Request, park: ParkKpiDep, registry: RegistryDep, influx: InfluxDep,
                            period: OptionalPeriodQuery = None) -> dict[str, Any]:
     """A park's output-value targets against reported output (10⁸ yuan), new-energy ratio targets against the
     measured ratio, and green-park status, each as progress against target and year (operations, admins)."""
-    inp = await _inputs(request, registry, _period_of(request, period))
+    inp = await _inputs(request, influx, registry, period)
     return park_targets(inp, park)
 
 
 @router.get("/assessment")
-async def get_assessment(request: Request, access: CallerDep, registry: RegistryDep,
+async def get_assessment(request: Request, access: CallerDep, registry: RegistryDep, influx: InfluxDep,
                          year: YearQuery = None) -> dict[str, Any]:
     """The annual assessment: parks ranked with the weighting used; the top ones (seed 000 四(二): the first two)
     marked as rewarded (operations, admins)."""
     access.require_kpi_overview()
-    the_year = year if year is not None else default_year(_store(request))
-    inp = await _inputs(request, registry, parse_period(f"{the_year:04d}"))
+    the_year = year if year is not None else default_year(await _snapshot(request))  # type: ignore[arg-type]
+    inp = await _inputs(request, influx, registry, f"{the_year:04d}")
     return assessment(inp)
 
 
@@ -203,13 +191,14 @@ async def import_economy(request: Request, admin: AdminDep, registry: RegistryDe
     """Import a CSV or Excel file (request body = the file). All rows or none; problems name row and column."""
     known = [e.id for p in registry.parks for e in p.enterprises]
     data = await request.body()
-    try:
-        records = load_records(FilePath(filename).name, known, data)
+    name = FilePath(filename).name
+    try:  # openpyxl parsing and SQLite writes block: both run in a worker thread
+        records = await asyncio.to_thread(load_records, name, known, data)
     except ImportProblems as exc:
         raise ApiError(ErrorCode.INVALID_REQUEST, f"{exc.source}: {len(exc.problems)} problem(s), nothing imported",
                        [{"row": p.row, "column": p.column, "message": p.message} for p in exc.problems]) from None
-    created, updated, unchanged = _store(request).put_many(records, _who(admin),
-                                                           f"import:{FilePath(filename).name}")
+    created, updated, unchanged = await asyncio.to_thread(_store(request).put_many, records, _who(admin),
+                                                          f"import:{name}")
     return {"rows": len(records), "created": created, "updated": updated, "unchanged": unchanged}
 
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from analytics.alerts.rule_files import RevisionConflict, RuleFiles, RuleVersion
 from analytics.alerts.rules import RulesError, RuleSet, rules_dir_of
+from api.access import Access
 from api.deps import AdminDep, CallerDep, IdPath, ParkDep
 from api.errors import ApiError, ErrorCode, invalid, not_found
 
@@ -52,8 +53,28 @@ def _version(v: RuleVersion) -> dict[str, Any]:
     return asdict(v) | {"changed": list(v.changed)}
 
 
-def _park_view(files: RuleFiles, access: Any, park_id: str) -> dict[str, Any]:
-    """A park's rules; a hand-edited file that does not validate is shown with its error (engines skip it)."""
+def _own_quotas(access: Access, quotas: Any) -> dict[str, Any]:
+    """The quotas a caller may see: all for operations and admins, its own for an enterprise, none otherwise."""
+    if not isinstance(quotas, dict):
+        return {}
+    if access.sees_all:
+        return dict(quotas)
+    own = access.principal.enterprise
+    return {own: quotas[own]} if own is not None and own in quotas else {}
+
+
+def _scoped_override(access: Access, override: dict[str, Any] | None) -> dict[str, Any] | None:
+    if override is None or access.sees_all:
+        return override
+    return override | {"quotas": _own_quotas(access, override.get("quotas"))}
+
+
+def _park_view(files: RuleFiles, access: Access, park_id: str) -> dict[str, Any]:
+    """A park's rules; a hand-edited file that does not validate is shown with its error (engines skip it).
+
+    Callers that do not see everything (enterprise, emergency) get their own quota only (in the override and
+    the effective rules) and neither who changed the rules nor the history.
+    """
     history = files.history(park_id)
     last = history[-1] if history else None
     view: dict[str, Any] = {
@@ -67,12 +88,14 @@ def _park_view(files: RuleFiles, access: Any, park_id: str) -> dict[str, Any]:
         "history": [_version(v) for v in history],
     }
     try:
-        view["override"] = files.override(park_id)
+        view["override"] = _scoped_override(access, files.override(park_id))
         effective = files.effective(access.registry, park_id)
         view["effective"] = {"revision": effective.revision, "rules": _rules_json(effective),
-                             "quotas": effective.quotas}
+                             "quotas": _own_quotas(access, effective.quotas)}
     except RulesError as exc:
         view["error"] = str(exc)
+    if not access.sees_all:
+        del view["updated_by"], view["history"]
     return view
 
 
@@ -99,7 +122,8 @@ async def list_rules(access: CallerDep, request: Request) -> dict[str, Any]:
             if park is None or not access.can_see_park(park):
                 continue
             view = _park_view(files, access, park_id)
-            out.append({k: view[k] for k in ("park", "revision", "updated_by", "updated_at", "override", "error")})
+            keys = ("park", "revision", "updated_by", "updated_at", "override", "error")
+            out.append({k: view[k] for k in keys if k in view})
         return out
 
     return {"defaults": {"revision": defaults.get("revision", ""), "rules": defaults["rules"]},
@@ -113,11 +137,13 @@ async def get_park_rules(park: ParkDep, access: CallerDep, request: Request) -> 
 
 
 @router.get("/{park_id}/revisions/{revision}")
-async def get_park_rules_revision(park: ParkDep, revision: Annotated[int, Path(ge=1, le=1_000_000_000)],
+async def get_park_rules_revision(park: ParkDep, access: CallerDep,
+                                  revision: Annotated[int, Path(ge=1, le=1_000_000_000)],
                                   request: Request) -> dict[str, Any]:
-    """A kept earlier version of a park's override."""
+    """A kept earlier version of a park's override (an enterprise caller sees its own quota only)."""
     try:
-        return await asyncio.to_thread(_files(request).version, park.id, revision)  # type: ignore[no-any-return]
+        version = await asyncio.to_thread(_files(request).version, park.id, revision)
+        return _scoped_override(access, version) or {}
     except RulesError:
         raise ApiError(ErrorCode.NOT_FOUND, f"park {park.id!r} has no rules revision {revision}") from None
 

@@ -823,11 +823,13 @@ let attempt = 0;
 function connect() {
   if (!state.session) return;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}${API}/live?token=${encodeURIComponent(state.session.token)}`);
+  // The credential goes in the first frame, never in the URL (proxies and access logs record URLs).
+  const ws = new WebSocket(`${scheme}://${location.host}${API}/live`);
   state.ws = ws;
   state.conn = "connecting";
   renderConnection();
   ws.onopen = () => {
+    ws.send(JSON.stringify({ type: "auth", token: state.session.token }));
     attempt = 0; state.conn = "live"; renderConnection();
     loadOpenAlerts().catch((e) => console.error("open alerts", e)); // catch up on what happened while away
   };

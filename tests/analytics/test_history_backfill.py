@@ -3,7 +3,7 @@ live simulator continues, and `energy` rows written."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 
 import httpx
 import pytest
@@ -11,13 +11,16 @@ import pytest
 from analytics import kernels as k
 from analytics.backfill import backfill
 from analytics.devices import F_EXPORT, F_IMPORT, build_index
+from analytics.state import day_start_ms
 from edge_agent.registermap import load_template
 from simulators.history import plan_history, write_history
 from simulators.model import DeviceSim, device_rng
+from smartpark.config import InfluxSettings
 from tests.conftest import make_registry
 
 pytestmark = pytest.mark.integration
-DAY = int(datetime(2025, 6, 30, 16, tzinfo=UTC).timestamp() * 1000)  # 2025-07-01 00:00 Beijing
+# Yesterday 00:00 Beijing: inside the raw retention, where `simulate history` writes recent days for backfill.
+DAY = day_start_ms(int(time.time() * 1000)) - k.DAY_MS
 
 
 async def test_history_day_backfills_to_balanced_figures(influx_url: str, influx_db: str, uid: str) -> None:
@@ -29,7 +32,7 @@ async def test_history_day_backfills_to_balanced_figures(influx_url: str, influx
         {"id": f"gas{uid}", "role": "gas_meter", "template": "gas_flowmeter_f64"},
     ])
     gen = plan_history(registry, 1, end_s=(DAY + k.DAY_MS) / 1000, seed=3)
-    lines = await write_history(gen, influx_url, influx_db, progress=False)
+    lines = await write_history(gen, InfluxSettings(url=influx_url, database=influx_db), progress=False)
     assert lines == 1440 * 4
 
     index = build_index(registry)

@@ -111,3 +111,11 @@ def test_the_platform_pieces_are_all_there(compose: dict[str, Any]) -> None:
     emqx = [s for s in compose["services"].values() if s["image"].startswith("emqx/")]
     assert len(emqx) >= 2, "an EMQX cluster, not a single broker"
     assert all(s["environment"]["EMQX_BROKER__SHARED_SUBSCRIPTION_STRATEGY"] == "hash_topic" for s in emqx)
+
+
+def test_every_variable_the_file_needs_is_in_the_env_example(compose: dict[str, Any]) -> None:
+    text = COMPOSE.read_text()
+    needed = set(re.findall(r"\$\{([A-Z_]+)[:?}-]", text))
+    example = COMPOSE.with_name(".env.example").read_text()
+    defined = set(re.findall(r"^([A-Z_]+)=", example, flags=re.MULTILINE))
+    assert needed <= defined, f"missing from .env.example: {needed - defined}"
