@@ -11,7 +11,8 @@ import httpx
 import pytest
 import yaml
 
-from api.app import create_app
+from api.app import auth_store_path, create_app
+from api.auth.store import AuthStore
 from api.registry_source import RegistrySource
 from deploy.services import RunningService
 from parkmodel.registry import Registry
@@ -31,20 +32,18 @@ async def test_stores_are_opened_once_and_closed_at_shutdown(broker: RunningServ
     settings = api_settings(broker.host, broker.port, influx_url, influx_db, tmp_path / "var")
     registry = make_registry(uid)
     write_registry(registry, Path(settings.registry))
-    app = create_app(settings, registry, bootstrap_admin=("root", "root-password-1"))
+    app = create_app(settings, registry)
+    auth = {"Authorization": f"Bearer {AuthStore(auth_store_path(settings)).create_key('ops', 'operations')[1]}"}
     async with app.router.lifespan_context(app):
         alerts, economy = app.state.alert_store, app.state.economy_store
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            token = (await client.post("/api/v1/auth/login", data={"username": "root", "password": "root-password-1"}
-                                       )).json()["access_token"]
-            auth = {"Authorization": f"Bearer {token}"}
             answers = await asyncio.gather(*(client.get(path, headers=auth)
                                              for path in ["/api/v1/alerts", "/api/v1/economy"] * 5))
         assert [r.status_code for r in answers] == [200] * 10
         assert app.state.alert_store is alerts and app.state.economy_store is economy  # never replaced
     with pytest.raises(sqlite3.ProgrammingError):  # closed with the app
-        alerts.list.__self__._db.execute("SELECT 1")
+        alerts._db.execute("SELECT 1")
 
 
 async def test_registry_source_watches_the_file_and_serves_from_memory(tmp_path: Path, uid: str) -> None:
@@ -71,5 +70,5 @@ async def test_served_app_picks_up_an_external_registry_edit(serve: ServeFactory
         assert (await ops.get(f"/enterprises/e{uid}-1")).status_code == 404
         write_atomic(make_registry(uid, enterprises=2), Path(api.settings.registry))
         async with asyncio.timeout(5):
-            while (await ops.get(f"/enterprises/e{uid}-1")).status_code != 200:
+            while (await ops.get(f"/enterprises/e{uid}-1")).status_code != 200:  # noqa: ASYNC110 - polls the API
                 await asyncio.sleep(0.1)
