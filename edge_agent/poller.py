@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,7 +117,10 @@ class DeviceCoordinator:
         task = asyncio.current_task()
         interval = self.device.interval_s
         start = loop.time()
-        next_at = start
+        next_at = start  # the first poll at once; the later ones on this device's own phase of the grid
+        # Devices started together would otherwise all wake in the same instant every interval: 1,000 timers
+        # firing at once delayed the last poller by ~100 ms. A stable per-device phase spreads them evenly.
+        grid = start + zlib.crc32(self.device.id.encode()) / 2**32 * interval
         while True:
             delay = next_at - loop.time()
             if delay > 0:
@@ -132,7 +136,7 @@ class DeviceCoordinator:
             if ok:
                 self._offline_backoff.reset()
             # The first slot of the grid not before `earliest` (missed slots are skipped, not bunched).
-            next_at = start + math.ceil((earliest - start) / interval + 1e-9) * interval
+            next_at = grid + math.ceil((earliest - grid) / interval + 1e-9) * interval
 
     async def poll_cycle(self) -> Reading | None:
         """Read every block once (with retries while online); report the reading or the failure."""
