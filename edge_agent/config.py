@@ -41,6 +41,8 @@ class MqttConfig(_Section):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
+    # TLS to the broker (its listener on 8883, deploy/mosquitto/): the CA that signed the broker's certificate.
+    tls_ca_file: Path | None = None
     # Fixed, so the broker keeps this gateway's persistent session across reconnects.
     client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
     protocol: Literal["5", "3.1.1"] = "5"

@@ -33,6 +33,7 @@ from edge_agent.puback import NotDelivered, PubackTracker
 from edge_agent.store import Kind, ReadingStore, StoredItem
 from parkmodel.codec import CONTRACT_VERSION, Event, GatewayStatus, encode, telemetry_payload
 from parkmodel.topics import event_topic, status_topic, telemetry_topic
+from smartpark.mqtt import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,9 @@ class MqttPublisher:
         client = aiomqtt.Client(
             m.host, m.port, identifier=m.client_id, username=m.username,
             password=m.password.get_secret_value() if m.password else None, will=will,
-            keepalive=m.keepalive_s, timeout=m.publish_timeout_s, **kwargs,  # type: ignore[arg-type]
+            keepalive=m.keepalive_s, timeout=m.publish_timeout_s,
+            tls_context=tls_context(str(m.tls_ca_file)) if m.tls_ca_file is not None else None,
+            **kwargs,  # type: ignore[arg-type]
         )
         # Hundreds of publishes awaiting PUBACK are normal here (one per device per drain); aiomqtt's default
         # of 10 logged a warning on every one of them, a visible share of the agent's CPU at 1,000 devices.

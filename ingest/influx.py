@@ -19,6 +19,7 @@ from typing import Self
 import httpx
 
 from smartpark.config import InfluxSettings
+from smartpark.influx_schema import SchemaError, ensure_schema
 
 log = logging.getLogger("ingest.influx")
 
@@ -107,6 +108,7 @@ class InfluxWriter:
                 log.warning("influxdb unreachable at %s (%s); retrying", self._settings.url, exc)
             else:
                 if response.status_code < 300:
+                    await self._ensure_schema()
                     self._database_ready = True
                     return
                 if response.status_code < 500 and response.status_code not in (401, 403):
@@ -119,6 +121,14 @@ class InfluxWriter:
             self._on_retry()
             await asyncio.sleep(backoff_delay(attempt))
             attempt += 1
+
+    async def _ensure_schema(self) -> None:
+        # Retention policies and rollup CQs (raw for 30 days, 1-minute and 1-hour rollups for years); on
+        # InfluxDB 2/3, which have buckets instead, this is refused: logged, writes go on.
+        try:
+            await ensure_schema(self._http, self._settings)
+        except SchemaError as exc:
+            log.warning("retention policies / continuous queries not set up: %s", exc)
 
     async def write(self, lines: list[str]) -> None:
         """Write lines; return once InfluxDB accepted them all.

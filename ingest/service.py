@@ -33,6 +33,7 @@ from ingest.translate import Translator
 from parkmodel.codec import CodecError, Reason
 from parkmodel.registry import Registry
 from parkmodel.topics import EVENT_SUBSCRIPTION, STATUS_SUBSCRIPTION, TELEMETRY_SUBSCRIPTION, shared
+from parkmodel.watch import RegistryWatcher
 from smartpark.config import Settings
 
 log = logging.getLogger("ingest")
@@ -69,12 +70,13 @@ class IngestService:
         drain_timeout_s: longest a graceful stop waits for the last writes.
         session_expiry_s: how long the broker keeps this worker's session (and its queue) while it is away.
         writers: concurrent InfluxDB write requests (acknowledgements still go out in arrival order).
+        watch_registry: follow edits of `settings.registry` (made through the API) without a restart.
     """
 
     def __init__(self, settings: Settings, registry: Registry, *, client_id: str | None = None,
                  metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
                  drain_timeout_s: float = 10.0, session_expiry_s: int = SESSION_EXPIRY_S,
-                 writers: int = DEFAULT_WRITERS) -> None:
+                 writers: int = DEFAULT_WRITERS, watch_registry: bool = True) -> None:
         if writers < 1:
             raise ValueError(f"writers must be >= 1, got {writers}")
         self._writers = writers
@@ -87,6 +89,7 @@ class IngestService:
         self._drain_timeout_s = drain_timeout_s
         self._session_expiry_s = session_expiry_s
         self._translator = Translator(registry)
+        self._watch_registry = watch_registry
         self._kind_counters = {k: self.metrics.messages.labels(k) for k in (*KINDS, "other")}
         self._stopping = asyncio.Event()
         self._subscribed = asyncio.Event()
@@ -102,8 +105,16 @@ class IngestService:
             host, port = server.sockets[0].getsockname()[:2]
             self.metrics_address = (host, port)
             log.info("metrics on http://%s:%s/metrics", host, port)
+        if self._watch_registry:
+            await self._exit_stack.enter_async_context(
+                RegistryWatcher(self.settings.registry, self.apply_registry, name=f"ingest-registry-{self.client_id}"))
         self._task = asyncio.create_task(self._run(), name=f"ingest-{self.client_id}")
         return self
+
+    def apply_registry(self, registry: Registry) -> None:
+        """Take a new registry: new devices are accepted, removed ones dead-lettered, from the next message."""
+        self._translator = Translator(registry)
+        log.info("ingest %s: registry reloaded (%d devices)", self.client_id, sum(1 for _ in registry.devices()))
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -217,7 +228,6 @@ class IngestService:
         batcher.flush()
 
     async def _receive(self, client: aiomqtt.Client, acks: AckSequencer, batcher: Batcher) -> None:
-        translate = self._translator.translate_body
         counters = self._kind_counters
         in_flight = self.metrics.in_flight
         received = 0
@@ -227,7 +237,7 @@ class IngestService:
             counters.get(topic.rpartition("/")[2], counters["other"]).inc()
             ticket = acks.open(message.mid, message.qos)
             try:
-                body, points = translate(topic, payload)
+                body, points = self._translator.translate_body(topic, payload)  # the registry may be swapped
             except CodecError as exc:
                 await self._dead_letter(client, topic, payload, exc.reason, exc.message)
                 acks.settle(ticket)

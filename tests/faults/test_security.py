@@ -15,7 +15,7 @@ from deploy.security import BrokerAuth, generate_broker_auth, generate_test_pki,
 from deploy.services import RunningService, mosquitto
 from parkmodel.topics import alerts_topic, safety_topic
 from smartpark.config import MqttSettings
-from smartpark.mqtt import mqtt_client_kwargs
+from smartpark.mqtt import mqtt_client_kwargs, tls_context
 from tests.conftest import make_registry
 
 pytestmark = pytest.mark.integration
@@ -133,3 +133,36 @@ def test_settings_helper_without_tls_and_bad_ca(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     with pytest.raises(ValueError, match="tls_ca_file"):
         mqtt_client_kwargs(MqttSettings(tls_ca_file=bad))
+
+
+async def test_edge_agent_publishes_over_tls_with_its_gateway_account(
+        secured: tuple[RunningService, BrokerAuth, str], uid: str, tmp_path: Path) -> None:
+    """A gateway reaches the broker's TLS listener with the CA from its config and its own account."""
+    from edge_agent.agent import EdgeAgent
+    from edge_agent.config import parse_gateway_config
+    from parkmodel.codec import decode_telemetry
+    from tests.edge.modbus_server import tcp_server
+
+    broker, auth, cafile = secured
+    assert broker.tls_port is not None
+    gw = auth.gateway(f"g{uid}-0")
+    ops = auth.accounts["ops"]
+    device = f"m{uid}"  # make_registry's grid meter of enterprise 0, behind gateway g{uid}-0
+    async with tcp_server([1]) as (_, modbus_port):
+        cfg = parse_gateway_config({
+            "park": f"p{uid}", "enterprise": f"e{uid}-0", "gateway": f"g{uid}-0",
+            "mqtt": {"host": "localhost", "port": broker.tls_port, "client_id": f"edge-tls-{uid}",
+                     "username": gw.username, "password": gw.password, "tls_ca_file": cafile,
+                     "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+            "store": {"path": str(tmp_path / "queue.sqlite")},
+            "devices": [{"id": device, "template": "acrel_dtsd1352", "interval_s": 0.2, "timeout_s": 0.3,
+                         "transport": {"kind": "tcp", "host": "127.0.0.1", "port": modbus_port, "unit_id": 1}}],
+        }, "tls test config")
+        async with aiomqtt.Client("localhost", broker.tls_port, username=ops.username, password=ops.password,
+                                  tls_context=tls_context(cafile)) as sub:
+            await sub.subscribe(f"sp/v1/p{uid}/e{uid}-0/{device}/telemetry", qos=1)
+            async with EdgeAgent(cfg):
+                async with asyncio.timeout(15):
+                    async for message in sub.messages:
+                        assert decode_telemetry(bytes(message.payload)).points  # type: ignore[arg-type]
+                        break

@@ -11,6 +11,7 @@ from deploy.services import RunningService, mosquitto
 from ingest import IngestService
 from parkmodel.codec import telemetry_payload
 from parkmodel.registry import Registry
+from smartpark.influx_schema import ensure_schema
 from tests.ingest.helpers import (
     TEST_SESSION_EXPIRY_S,
     DeadLetters,
@@ -146,12 +147,15 @@ async def test_rejected_lines_are_isolated_and_the_rest_of_the_batch_is_stored(
     park, ent, meter = f"p{uid}", f"e{uid}-0", f"m{uid}"
     topic = f"sp/v1/{park}/{ent}/{meter}/telemetry"
     t0 = now_ms() - 60_000
-    # Someone stored active_power_kw as an integer in this shard: float writes of it now conflict.
+    settings = make_settings(broker, influx_url, influx_db, uid, batch_interval_s=1.0, batch_points=10_000)
+    # Someone stored active_power_kw as an integer in this shard (of the default policy ingest sets up): float
+    # writes of it now conflict.
     async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(base_url=influx_url) as influx:
+            await ensure_schema(influx, settings.influx)
         r = await http.post(f"{influx_url}/write", params={"db": influx_db, "precision": "ms"},
                             content=f"telemetry,device=x{uid} active_power_kw=1i {t0 - 1}")
         r.raise_for_status()
-    settings = make_settings(broker, influx_url, influx_db, uid, batch_interval_s=1.0, batch_points=10_000)
     n, bad = 16, 11
     async with (
         IngestService(settings, small_registry, session_expiry_s=TEST_SESSION_EXPIRY_S) as svc,
