@@ -46,7 +46,7 @@ from analytics.factors import Factors, default_factors
 from analytics.state import StateLimits, StreamState, day_start_ms
 from parkmodel.codec import CONTRACT_VERSION, Reason, encode
 from parkmodel.registry import Registry
-from parkmodel.topics import TELEMETRY_SUBSCRIPTION, DeviceTopic, TopicError, kpi_topic
+from parkmodel.topics import ROOT, TELEMETRY_SUBSCRIPTION, DeviceTopic, TopicError, kpi_topic
 from parkmodel.watch import RegistryWatcher
 from smartpark.config import Settings
 from smartpark.mqtt import mqtt_client_kwargs
@@ -96,6 +96,7 @@ class AnalyticsService:
                  checkpoint_interval_s: float = 30.0, checkpoint: Path | None = None,
                  watch_registry: bool = True, registry_poll_s: float = 1.0) -> None:
         self.settings = settings
+        registry = own_parks(registry, settings.analytics.parks)
         self.registry = registry
         self.factors = factors or default_factors()
         self.index = build_index(registry)
@@ -175,6 +176,7 @@ class AnalyticsService:
         Args:
             registry: the new, validated registry.
         """
+        registry = own_parks(registry, self.settings.analytics.parks)
         index = await asyncio.to_thread(build_index, registry)  # reads device templates: off the loop
         # From here on no await: no payload can be filed under the old index after the fold.
         self.fold()
@@ -262,8 +264,13 @@ class AnalyticsService:
 
     # --- receiving ------------------------------------------------------------------------------
 
-    def subscription(self) -> str:
-        return f"$share/{self.settings.analytics.group}/{TELEMETRY_SUBSCRIPTION}"
+    def subscriptions(self) -> list[str]:
+        """One shared subscription for the whole stream, or one per park this worker owns."""
+        group = self.settings.analytics.group
+        parks = self.settings.analytics.parks
+        if not parks:
+            return [f"$share/{group}/{TELEMETRY_SUBSCRIPTION}"]
+        return [f"$share/{group}/{ROOT}/{park}/+/+/telemetry" for park in parks]
 
     def _mqtt_client(self) -> aiomqtt.Client:
         cfg = self.settings.mqtt
@@ -277,11 +284,11 @@ class AnalyticsService:
         while True:
             try:
                 async with self._mqtt_client() as client:
-                    await client.subscribe(self.subscription(), qos=1)
+                    await client.subscribe([(topic, 1) for topic in self.subscriptions()])
                     self._client = client
                     self._subscribed.set()
                     attempt = 0
-                    log.info("analytics subscribed to %s", self.subscription())
+                    log.info("analytics subscribed to %s", ", ".join(self.subscriptions()))
                     async for message in client.messages:
                         self.receive(message.topic.value, message.payload)
                         if self.pending >= self.max_batch:
@@ -389,6 +396,20 @@ class AnalyticsService:
             started = time.monotonic()
             await self.publish_once()
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def own_parks(registry: Registry, parks: list[str]) -> Registry:
+    """The part of the registry a worker partitioned by park handles (all of it when `parks` is empty).
+
+    Raises:
+        ValueError: a configured park is not in the registry (names the setting).
+    """
+    if not parks:
+        return registry
+    unknown = sorted(set(parks) - {p.id for p in registry.parks})
+    if unknown:
+        raise ValueError(f"analytics.parks: {', '.join(unknown)} not in the registry")
+    return Registry(version=registry.version, parks=[p for p in registry.parks if p.id in parks])
 
 
 async def run(settings: Settings, registry: Registry, factors: Factors | None = None) -> None:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from parkmodel.ids import ID_PATTERN
 from parkmodel.registry import DEFAULT_REGISTRY
 
 
@@ -103,6 +104,9 @@ class AnalyticsSettings(_Section):
     group: str = Field(default="analytics", pattern=r"^[a-z0-9_-]+$")
     client_id: str = Field(default="analytics-1", pattern=r"^[A-Za-z0-9_-]+$")
     publish_interval_s: float = Field(default=2.0, gt=0, le=5)
+    # Partitioning by park: a worker given parks takes only their telemetry and publishes only their KPIs;
+    # empty = every park (one worker, or N workers of one group splitting the whole stream).
+    parks: list[Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]] = Field(default_factory=list)
     factors_file: Path | None = Field(default=None, description="tce/CO2 coefficients (default: analytics/data/factors.yaml)")
 
 
