@@ -269,7 +269,9 @@ def evaluate_enterprises(subjects: Sequence[Subject], scheme: EnterpriseScheme) 
     for members in groups.values():
         for ev in score_group(members, scheme.indicators, scheme.method, scheme.cap):
             if ev.rank:
-                pct = ev.rank / ev.of * 100
+                # Mid-rank percentile: the last of 20 is in the bottom 5 %, but the only one of 1 is not
+                # (rank / of would put every group's last enterprise in class D, whatever the group size).
+                pct = (ev.rank - 0.5) / ev.of * 100
                 split = next(c for c in scheme.classes if pct <= c.upto_pct + 1e-9)
                 ev = Evaluation(ev.id, ev.name, ev.group, ev.indicators, ev.total, ev.rank, ev.of, split.code,
                                 split.name_zh, split.name_en)

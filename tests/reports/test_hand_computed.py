@@ -47,7 +47,7 @@ BENCH = [5_800 / 600, 33_500 / 600, 33_500 / sum(TCE_EQLV.values()), 33_500 / su
 WEIGHTS = [30, 20, 20, 10, 10, 10]
 # Σ value ÷ benchmark × weight, worked out to 0.01: e1 178.96, e5 157.64, e3 100.04, e2 89.12, e4 31.73
 TOTALS = {1: 178.96, 5: 157.64, 3: 100.04, 2: 89.12, 4: 31.73}
-CLASSES = {1: "A", 5: "B", 3: "B", 2: "C", 4: "D"}  # ranks 1..5 of 5 → 20, 40, 60, 80, 100 %
+CLASSES = {1: "A", 5: "B", 3: "B", 2: "B", 4: "C"}  # ranks 1..5 of 5 → mid-rank 10, 30, 50, 70, 90 %
 
 
 @pytest.fixture
