@@ -48,6 +48,7 @@ from parkmodel.codec import CONTRACT_VERSION, Reason, encode
 from parkmodel.registry import Registry
 from parkmodel.topics import ROOT, TELEMETRY_SUBSCRIPTION, DeviceTopic, TopicError, kpi_topic
 from parkmodel.watch import RegistryWatcher
+from smartpark.aio import raise_if_cancelling
 from smartpark.config import Settings
 from smartpark.mqtt import mqtt_client_kwargs
 
@@ -395,6 +396,7 @@ class AnalyticsService:
         while True:
             started = time.monotonic()
             await self.publish_once()
+            raise_if_cancelling()
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 

@@ -33,6 +33,7 @@ from edge_agent.puback import NotDelivered, PubackTracker
 from edge_agent.store import Kind, ReadingStore, StoredItem
 from parkmodel.codec import CONTRACT_VERSION, Event, GatewayStatus, encode, telemetry_payload
 from parkmodel.topics import event_topic, status_topic, telemetry_topic
+from smartpark.aio import raise_if_cancelling
 from smartpark.mqtt import tls_context
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ class MqttPublisher:
                     await self._status_due.wait()
             self._status_due.clear()
             await client.publish(self._status_topic, encode(self._status()), qos=1, retain=True)
+            raise_if_cancelling()
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         cfg = self.config.store
@@ -215,6 +217,7 @@ class MqttPublisher:
             async with asyncio.TaskGroup() as tg:
                 for m in messages:
                     tg.create_task(self._publish(client, m))
+            raise_if_cancelling()
             STORE_DEPTH.labels(self.config.gateway).set(self.store.depth)
 
     async def _publish(self, client: aiomqtt.Client, message: OutgoingMessage) -> None:

@@ -34,6 +34,7 @@ from parkmodel.codec import CodecError, Reason
 from parkmodel.registry import Registry
 from parkmodel.topics import EVENT_SUBSCRIPTION, STATUS_SUBSCRIPTION, TELEMETRY_SUBSCRIPTION, shared
 from parkmodel.watch import RegistryWatcher
+from smartpark.aio import raise_if_cancelling
 from smartpark.config import Settings
 
 log = logging.getLogger("ingest")
@@ -290,6 +291,7 @@ class IngestService:
         log.info("dead letter %s from %s: %s", reason.value, topic, error)
         body = dead_letter_payload(topic, payload, reason, error, int(time.time() * 1000))
         await client.publish(dead_letter_topic(reason), body, qos=1)
+        raise_if_cancelling()
 
 
 async def run_ingest(settings: Settings, registry: Registry, *, metrics_port: int | None = None,

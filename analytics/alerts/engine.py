@@ -84,6 +84,7 @@ from parkmodel.topics import (
     shared,
 )
 from parkmodel.watch import ChangeWatcher, RegistryWatcher
+from smartpark.aio import raise_if_cancelling
 from smartpark.config import Settings
 from smartpark.mqtt import mqtt_client_kwargs
 
@@ -819,6 +820,7 @@ class AlertEngine:
                     await client.publish(row.topic, row.body, qos=1)
             except (aiomqtt.MqttError, TimeoutError) as exc:
                 return None, f"mqtt: {exc or type(exc).__name__}"
+            raise_if_cancelling()
             return None, ""
         sub = self.subscribers.get(row.target)
         if sub is None:
