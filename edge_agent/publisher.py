@@ -94,6 +94,7 @@ class MqttPublisher:
         self._status_due = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._pubacks: PubackTracker | None = None
+        self._undelivered_backoff = Backoff(base=config.mqtt.reconnect_min_s, cap=config.mqtt.reconnect_max_s)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.messages_published = 0
@@ -146,8 +147,10 @@ class MqttPublisher:
         return client
 
     async def _connection_loop(self) -> None:
-        backoff = Backoff(base=self.config.mqtt.reconnect_min_s, cap=self.config.mqtt.reconnect_max_s)
+        m = self.config.mqtt
+        backoff = Backoff(base=m.reconnect_min_s, cap=m.reconnect_max_s)
         while True:
+            undelivered = False
             try:
                 client = self._make_client()
                 self._pubacks = PubackTracker(client)
@@ -158,7 +161,9 @@ class MqttPublisher:
                     await self._session(client)
             except* NotDelivered as group:
                 # Nothing subscribed (e.g. ingest not yet back after a broker restart) or refused: the rows stay
-                # queued and are sent again from the next session, after the backoff.
+                # queued and are sent again from the next session, after a backoff that keeps growing until a
+                # publish is delivered again.
+                undelivered = True
                 first = _first_leaf(group)
                 level = logging.ERROR if isinstance(first, NotDelivered) and first.reason.is_failure else logging.WARNING
                 log.log(level, "%s; keeping the readings queued", first, extra={"gateway": self.config.gateway})
@@ -167,7 +172,9 @@ class MqttPublisher:
             finally:
                 self._client = None
                 self.connected.clear()
-            await asyncio.sleep(backoff.next_delay())
+            raise_if_cancelling()
+            delay = self._undelivered_backoff.next_delay() if undelivered else backoff.next_delay()
+            await asyncio.sleep(delay)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         await client.publish(self._status_topic, encode(self._status()), qos=1, retain=True)
@@ -224,6 +231,7 @@ class MqttPublisher:
         await client.publish(message.topic, message.payload, qos=1)
         if self._pubacks is not None:
             self._pubacks.check(message.topic)
+        self._undelivered_backoff.reset()
         self.store.ack_soon(message.row_ids, {message.seq_key: message.seq + 1})
         self.messages_published += 1
         PUBLISHED.labels(self.config.gateway, message.seq_key[1].value).inc()
