@@ -74,7 +74,8 @@ class RunningService:
         if not self.argv or self.ready is None:
             raise ServiceError(f"{self.name} was not started by deploy.services; cannot restart it")
         with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
         _wait(self.ready, f"{self.name} on {self.host}:{self.port}", self.process, self.log_path, timeout)
 
     @property
@@ -213,7 +214,9 @@ def mosquitto(data_dir: Path, port: int | None = None, host: str = "127.0.0.1", 
         return port_answers(host, port) and (tls_port is None or port_answers(host, tls_port))
 
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # A session of its own: a Ctrl-C in the terminal reaches only the demo, which stops the services last.
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     service = RunningService("mosquitto", host, port, proc, log, argv, ready, tls_port)
     try:
         _wait(ready, f"mosquitto on {host}:{port}", proc, log, timeout)
@@ -279,7 +282,9 @@ def influxd(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
     log = data_dir / "influxd.log"
     argv = [binary, "run", "-config", str(conf)]
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # A session of its own: a Ctrl-C in the terminal reaches only the demo, which stops the services last.
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
 
     def ready() -> bool:
         return _influx_ping(host, port)
