@@ -20,10 +20,9 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from smartpark.config import ConfigError, format_validation_error
+from smartpark.config import ConfigError, format_validation_error, read_yaml
 
 DEFAULT_FACTORS = Path(__file__).parent / "data" / "factors.yaml"
 
@@ -103,14 +102,7 @@ def load_factors(path: Path | str | None = None, **overrides: object) -> Factors
         ConfigError: naming the file, the key and what is expected.
     """
     source = Path(path) if path is not None else DEFAULT_FACTORS
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: factor file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping (version, coal, grid_co2, ...)")
+    data = read_yaml(source, what="factor file", top_level="(version, coal, grid_co2, ...)", empty_ok=False)
     try:
         return Factors.model_validate(data | overrides)
     except ValidationError as exc:

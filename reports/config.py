@@ -9,10 +9,9 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from smartpark.config import ConfigError, format_validation_error
+from smartpark.config import ConfigError, format_validation_error, read_yaml
 
 DEFAULT_EVALUATION = Path(__file__).parent / "data" / "evaluation.yaml"
 ENTERPRISE_INDICATORS = ("tax_per_mu", "value_added_per_mu", "output_per_mu", "value_added_per_tce",
@@ -99,14 +98,8 @@ def load_evaluation(path: Path | str | None = None) -> EvaluationConfig:
         ConfigError: naming the file, the key and what is expected.
     """
     source = Path(path) if path is not None else DEFAULT_EVALUATION
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: evaluation config not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping (version, revision, enterprise, park)")
+    data = read_yaml(source, what="evaluation config", top_level="(version, revision, enterprise, park)",
+                     empty_ok=False)
     try:
         return EvaluationConfig.model_validate(data)
     except ValidationError as exc:

@@ -163,19 +163,28 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def read_yaml(path: Path | None) -> dict[str, Any]:
+def read_yaml(path: Path | None, *, what: str = "config file",
+              top_level: str = "of sections (mqtt:, influx:, ...)", empty_ok: bool = True) -> dict[str, Any]:
+    """Read a YAML mapping; errors name the file and what was expected.
+
+    Args:
+        path: the file; None reads as empty.
+        what: what the file is, for "not found".
+        top_level: what the top-level mapping holds, for the error when it is not a mapping.
+        empty_ok: an empty file reads as `{}` (else it is an error like any non-mapping).
+    """
     if path is None:
         return {}
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: {what} not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
+    if data is None and empty_ok:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (mqtt:, influx:, ...)")
+        raise ConfigError(f"{path}: the top level must be a mapping {top_level}")
     return data
 
 
