@@ -21,7 +21,7 @@ per-step temporaries. Measurements and what did not pay: bench/analytics.py.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from analytics.kernels import (
     BEIJING_OFFSET_MS,
@@ -38,27 +38,37 @@ from analytics.kernels import (
 
 _NO_TS = np.iinfo(np.int64).min
 _END_TS = np.iinfo(np.int64).max
+_SET_ASIDE = _NO_TS + 1  # the limit of a series with a reading set aside in this chunk: all the rest follow it
+_ADVANCE = _NO_TS + 2  # the limit of a series that passed a redelivery by and has yet to move to its next
+_CHUNK = 4_096
+#: Batches of at least this many readings are folded on two threads (backfill, catching up); the stream's
+#: micro-batches are far smaller and stay on one.
+PARALLEL_MIN_READINGS = 1_000_000  # readings per chunk: the readings set aside stay in cache until taken
 
-# The per-series block the hot loop works in: one row of 8 slots (one 64-byte cache line) per series, so a
-# reading touches one line of state. Values are float64; times and flags are int64 (an int64 view of the rows).
+# Per series, the hot row the loops work in: 8 slots, one 64-byte cache line, touched by every reading of the
+# series, so it stays in cache while the batch streams through. It holds all a reading needs on the common path
+# and to pass a redelivery by. Values are float64; times and positions are int64 (an int64 view of the rows).
 _AV = 0  # anchor value (NaN: none)
 _AT = 1  # anchor time (_NO_TS: none yet)
 _LIM = 2  # newest time a reading may have to take the common path: end of the held cells, before a late one
-_TODAY = 3
-_MONTH = 4
-_HE = 5  # energy of the held hourly cell
-_QE = 6  # energy of the held 15-minute cell (demand series)
-_FLAGS = 7  # _IN_DAY | _IN_MONTH | _DEMAND
+_RUN = 3  # the run of common steps not yet booked: counters, the anchor value it starts from; power, its energy
+_HI = 4  # end of the held cells (_NO_TS: none held)
+_NL = 5  # position in the late records of the series' next late reading
+_NLTS = 6  # its time (_END_TS: none left)
+_NLV = 7  # its value
+# Per series, the window sums only the rare path touches (float64).
+_TODAY = 0
+_MONTH = 1
+_HE = 2  # energy of the held hourly cell
+_QE = 3  # energy of the held 15-minute cell (demand series)
+# Per series, the bookkeeping only the rare path touches (int64).
+_HCOL = 0
+_QCOL = 1
+_TAKE_TS = 2  # anchor time when the cells were taken, less the anchor moves booked nowhere
+_FLAGS = 3  # _IN_DAY | _IN_MONTH | _DEMAND
 _IN_DAY = 1
 _IN_MONTH = 2
 _DEMAND = 4
-# The per-series bookkeeping only the rare path touches (int64).
-_HI = 0  # end of the held cells (_NO_TS: none held)
-_HCOL = 1
-_QCOL = 2
-_TAKE_TS = 3  # anchor time when the cells were taken, less the anchor moves booked nowhere
-_NEXT_LATE = 4  # position in `late` of the series' next late reading
-_NEXT_LATE_TS = 5  # its time (_END_TS: none left)
 
 
 @njit(cache=True, inline="always")
@@ -107,20 +117,44 @@ def _bucket_add(r: int, a: int, z: int, d: float, q: int, first_bucket: int, wid
 
 
 @njit(cache=True, inline="always")
-def _hand_back(s: int, r: int, booked: float, q: int, state: np.ndarray, book: np.ndarray, hour_energy: np.ndarray,
+def _flush(s: int, integrate: bool, hot: np.ndarray, sums: np.ndarray, book: np.ndarray) -> None:
+    # Book the run of common steps into the held cells' sums. A counter's run is continuous measured steps with
+    # no rollover or reset, so its energy is the difference of its ends (one rounding, where adding every step
+    # rounds once per step); power integrates, so its run is summed step by step.
+    if integrate:
+        d = hot[s, _RUN]
+        hot[s, _RUN] = 0.0
+    else:
+        d = hot[s, _AV] - hot[s, _RUN]
+        hot[s, _RUN] = hot[s, _AV]
+    if d == 0.0:
+        return
+    flags = book[s, _FLAGS]
+    sums[s, _HE] += d
+    if flags & _IN_DAY:
+        sums[s, _TODAY] += d
+    if flags & _IN_MONTH:
+        sums[s, _MONTH] += d
+    if flags & _DEMAND:
+        sums[s, _QE] += d
+
+
+@njit(cache=True, inline="always")
+def _hand_back(s: int, r: int, booked: float, q: int, sums: np.ndarray, book: np.ndarray, hour_energy: np.ndarray,
                hour_covered: np.ndarray, hour_quality: np.ndarray, quarter_energy: np.ndarray,
                quarter_covered: np.ndarray, quarter_quality: np.ndarray) -> None:
-    # The held cells get their steps back. The steps booked while held are contiguous, so the time they cover
-    # is `booked` (sums of whole ms in float64 are exact: the same bits as adding each step's length).
+    # The held cells get their steps back (the run flushed first). The steps booked while held are contiguous,
+    # so the time they cover is `booked` (sums of whole ms in float64 are exact: the same bits as adding each
+    # step's length).
     hc = book[s, _HCOL]
-    hour_energy[s, hc] = state[s, _HE]
+    hour_energy[s, hc] = sums[s, _HE]
     if booked > 0.0:
         hour_covered[s, hc] += booked
         if q > hour_quality[s, hc] and hour_quality[s, hc] != GAP:
             hour_quality[s, hc] = q
     if r >= 0:
         qc = book[s, _QCOL]
-        quarter_energy[r, qc] = state[s, _QE]
+        quarter_energy[r, qc] = sums[s, _QE]
         if booked > 0.0:
             quarter_covered[r, qc] += booked
             if q > quarter_quality[r, qc] and quarter_quality[r, qc] != GAP:
@@ -128,23 +162,55 @@ def _hand_back(s: int, r: int, booked: float, q: int, state: np.ndarray, book: n
 
 
 @njit(cache=True, inline="always")
-def _set_limit(s: int, state_i: np.ndarray, book: np.ndarray) -> None:
-    hi = book[s, _HI]
+def _set_limit(s: int, hot_i: np.ndarray) -> None:
+    hi = hot_i[s, _HI]
     if hi == _NO_TS:
-        state_i[s, _LIM] = _NO_TS
+        hot_i[s, _LIM] = _NO_TS
     else:
-        state_i[s, _LIM] = min(hi, book[s, _NEXT_LATE_TS] - 1)
+        hot_i[s, _LIM] = min(hi, hot_i[s, _NLTS] - 1)
+
+
+@njit(cache=True, inline="always")
+def _common_step(s: int, t: int, v: float, integrate: bool, max_gap_ms: int, hot: np.ndarray,
+                 hot_i: np.ndarray) -> bool:
+    # Take reading (t, v) of series s if it is a continuous step inside the held cells with no late reading to
+    # merge before it: only the anchor moves (and a power series' run), the run is booked when it ends (_flush).
+    at = hot_i[s, _AT]
+    av = hot[s, _AV]
+    if integrate:
+        if np.isnan(av) or t > hot_i[s, _LIM] or t - at > max_gap_ms:
+            return False
+        hot[s, _RUN] += 0.5 * (av + v) * (t - at) / HOUR_MS
+    elif not (v - av >= 0.0 and t <= hot_i[s, _LIM] and t - at <= max_gap_ms):
+        return False
+    hot[s, _AV] = v
+    hot_i[s, _AT] = t
+    return True
+
+
+@njit(cache=True, inline="always")
+def _next_late(s: int, hot: np.ndarray, hot_i: np.ndarray, late_rec: np.ndarray, late_i: np.ndarray) -> None:
+    # Move the series on to its next late reading.
+    p = hot_i[s, _NL] + 1
+    hot_i[s, _NL] = p
+    if p < late_i.shape[0] and late_i[p, 2] == s:
+        hot_i[s, _NLTS] = late_i[p, 0]
+        hot[s, _NLV] = late_rec[p, 1]
+    else:
+        hot_i[s, _NLTS] = _END_TS
 
 
 @njit(cache=True, boundscheck=False)
-def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np.ndarray:
-    # Indices of the readings not newer than `newest` of their series or an earlier arrival, sorted by
-    # (sid, ts), the last arrival of each (sid, ts). `newest` is updated.
+def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    # Indices of the readings of series lo..hi-1 not newer than `newest` of their series or an earlier arrival,
+    # sorted by (sid, ts), the last arrival of each (sid, ts). `newest` is updated.
     n = sid.shape[0]
     buf = np.empty(n, dtype=np.int64)  # not zeroed: only the pages of the late readings get touched
     m = 0
     for i in range(n):
         s = sid[i]
+        if s < lo or s >= hi:
+            continue
         t = ts[i]
         if t > newest[s]:
             newest[s] = t
@@ -165,7 +231,288 @@ def late_readings(sid: np.ndarray, ts: np.ndarray, n_series: int) -> np.ndarray:
         ts: timestamp per reading (ms).
         n_series: number of series.
     """
-    return _late(sid, ts, np.full(n_series, _NO_TS, dtype=np.int64))
+    return _late(sid, ts, np.full(n_series, _NO_TS, dtype=np.int64), 0, n_series)
+
+
+@njit(cache=True, boundscheck=False, error_model="numpy")
+def _fold_part(
+    part_lo: int,
+    part_hi: int,
+    sid: np.ndarray,
+    ts: np.ndarray,
+    value: np.ndarray,
+    integrate: bool,
+    modulus: np.ndarray,
+    max_gap_ms: int,
+    anchor_value: np.ndarray,
+    anchor_ts: np.ndarray,
+    day_start: int,
+    day_end: int,
+    today: np.ndarray,
+    month_start: int,
+    month_end: int,
+    month: np.ndarray,
+    first_hour: int,
+    hour_energy: np.ndarray,
+    hour_covered: np.ndarray,
+    hour_quality: np.ndarray,
+    demand_row: np.ndarray,
+    first_quarter: int,
+    quarter_energy: np.ndarray,
+    quarter_covered: np.ndarray,
+    quarter_quality: np.ndarray,
+) -> tuple[int, int]:
+    # fold_batch for the series part_lo..part_hi-1 (the readings of other series are passed over).
+    n = sid.shape[0]
+    n_series = anchor_value.shape[0]
+    n_hours = hour_energy.shape[1]
+    n_quarters = quarter_energy.shape[1]
+    q_cell = INTEGRATED if integrate else MEASURED  # the quality of every step booked into held cells
+    hot = np.empty((n_series, 8))
+    hot_i = hot.view(np.int64)  # the same rows, for the int64 slots (times)
+    sums = np.empty((n_series, 4))
+    book = np.empty((n_series, 4), dtype=np.int64)
+    # A reading not newer than its series' anchor or an earlier arrival is late: it is merged in at its place
+    # in time (one not newer than the anchor changes nothing there). After a series' reading is taken its anchor
+    # time is that reading's, so the main pass tells late readings by `ts <= anchor time` alone.
+    newest = np.empty(n_series, dtype=np.int64)
+    for s in range(part_lo, part_hi):
+        has_anchor = not np.isnan(anchor_value[s])
+        newest[s] = anchor_ts[s] if has_anchor else _NO_TS
+        hot[s, _AV] = anchor_value[s]
+        hot_i[s, _AT] = anchor_ts[s] if has_anchor else _NO_TS
+        hot_i[s, _LIM] = _NO_TS
+        hot[s, _RUN] = 0.0
+        sums[s, _TODAY] = today[s]
+        sums[s, _MONTH] = month[s]
+        sums[s, _HE] = 0.0
+        sums[s, _QE] = 0.0
+        hot_i[s, _HI] = _NO_TS
+        hot_i[s, _NL] = 0
+        hot_i[s, _NLTS] = _END_TS
+        hot[s, _NLV] = 0.0
+        book[s, _FLAGS] = 0
+    late = _late(sid, ts, newest, part_lo, part_hi)
+    n_late = late.shape[0]
+    # Compact records (time, value, series; 32 bytes): merging walks them in order instead of jumping through
+    # the batch, and one cache line holds what a merge reads.
+    late_rec = np.empty((n_late, 4))
+    late_i = late_rec.view(np.int64)
+    for p in range(n_late):
+        late_i[p, 0] = ts[late[p]]
+        late_rec[p, 1] = value[late[p]]
+        late_i[p, 2] = sid[late[p]]
+    for p in range(n_late - 1, -1, -1):
+        s = late_i[p, 2]
+        hot_i[s, _NL] = p
+        hot_i[s, _NLTS] = late_i[p, 0]
+        hot[s, _NLV] = late_rec[p, 1]
+    left_out = 0
+    dropped = 0
+    # The batch goes in chunks: first the common path over the chunk (a tight loop: only the anchor moves, the
+    # run's energy is booked when it ends, see _flush), setting aside the readings it cannot take; then those,
+    # in arrival order, through the general rules. A series with a reading set aside has the rest of its chunk
+    # set aside too (its limit is cleared), so each series still takes its readings in order.
+    deferred = np.empty(min(n, _CHUNK), dtype=np.int64)
+    to_advance = np.empty(min(n, _CHUNK), dtype=np.int64)
+    for c0 in range(0, n, _CHUNK):
+        c1 = min(n, c0 + _CHUNK)
+        n_deferred = 0
+        if integrate:  # two loops, so that neither tests `integrate` per reading
+            for i in range(c0, c1):
+                s = sid[i]
+                if s < part_lo or s >= part_hi:
+                    continue
+                t = ts[i]
+                if t <= hot_i[s, _AT]:
+                    continue  # late: merged in at its place in the series' time order
+                v = value[i]
+                if not _common_step(s, t, v, True, max_gap_ms, hot, hot_i):
+                    deferred[n_deferred] = i
+                    n_deferred += 1
+                    hot_i[s, _LIM] = _SET_ASIDE
+        else:
+            for i in range(c0, c1):
+                s = sid[i]
+                if s < part_lo or s >= part_hi:
+                    continue
+                t = ts[i]
+                if t <= hot_i[s, _AT]:
+                    continue
+                v = value[i]
+                if not _common_step(s, t, v, False, max_gap_ms, hot, hot_i):
+                    deferred[n_deferred] = i
+                    n_deferred += 1
+                    hot_i[s, _LIM] = _SET_ASIDE
+        # The readings set aside, in arrival order: first a redelivery passed by (a redelivery of the reading is
+        # the commonest reason to stop), else the rare path. A series' next late record is likely out of cache:
+        # it is read for all the series that passed one at once after the loop, so the misses overlap.
+        n_to_advance = 0
+        for k in range(n_deferred):
+            i = deferred[k]
+            s = sid[i]
+            t = ts[i]
+            v = value[i]
+            if hot_i[s, _LIM] == _ADVANCE:  # passed a redelivery earlier in this chunk: move on now
+                _next_late(s, hot, hot_i, late_rec, late_i)
+                _set_limit(s, hot_i)
+            if t <= hot_i[s, _AT]:
+                continue  # late, as above (a reading set aside before it took this one's place)
+            if hot_i[s, _NLTS] == t and hot[s, _NLV] == v:
+                hot_i[s, _LIM] = hot_i[s, _HI]  # the next late reading is later than t
+                if _common_step(s, t, v, integrate, max_gap_ms, hot, hot_i):
+                    hot_i[s, _LIM] = _ADVANCE
+                    to_advance[n_to_advance] = s
+                    n_to_advance += 1
+                    continue
+                _next_late(s, hot, hot_i, late_rec, late_i)
+            r = demand_row[s]
+            while True:
+                if hot_i[s, _HI] != _NO_TS:
+                    _flush(s, integrate, hot, sums, book)
+                # The next reading of series s in time order: a late one before (or replacing) i, else i.
+                taken_late = False
+                tj = t
+                v = value[i]
+                if hot_i[s, _NLTS] <= t:
+                    tj = hot_i[s, _NLTS]
+                    v = hot[s, _NLV]
+                    taken_late = True
+                    _next_late(s, hot, hot_i, late_rec, late_i)
+                # The step: kernels.counter_steps / kernels.power_steps for one reading.
+                a = hot[s, _AV]
+                at = hot_i[s, _AT]  # _NO_TS (unused) while there is no anchor
+                q = MISSING
+                d = 0.0
+                if integrate:
+                    if np.isnan(a) or tj > at:
+                        hot[s, _AV] = v
+                        hot_i[s, _AT] = tj
+                        if not np.isnan(a) and tj - at <= max_gap_ms:
+                            d = 0.5 * (a + v) * (tj - at) / HOUR_MS
+                            q = INTEGRATED
+                elif np.isnan(a):
+                    hot[s, _AV] = v
+                    hot_i[s, _AT] = tj
+                elif tj > at:
+                    d = v - a
+                    hot_i[s, _AT] = tj
+                    q = GAP if tj - at > max_gap_ms else MEASURED
+                    if d < 0.0:
+                        m = modulus[s]
+                        if m > 0.0 and -d > 0.5 * m:
+                            d += m
+                        elif v <= RESET_FRACTION * a:
+                            d = v
+                        else:
+                            q = MISSING  # noise: keep the higher value as reference
+                    if q != MISSING:
+                        hot[s, _AV] = v
+                hi = hot_i[s, _HI]
+                if q != MISSING and q != GAP and hi != _NO_TS and tj <= hi:
+                    flags = book[s, _FLAGS]  # inside the held cells: as on the common path, booked at once
+                    sums[s, _HE] += d
+                    if flags & _IN_DAY:
+                        sums[s, _TODAY] += d
+                    if flags & _IN_MONTH:
+                        sums[s, _MONTH] += d
+                    if flags & _DEMAND:
+                        sums[s, _QE] += d
+                elif q != MISSING or hi == _NO_TS:
+                    if hi != _NO_TS:  # hand the cells back
+                        _hand_back(s, r, float(at - book[s, _TAKE_TS]), q_cell, sums, book, hour_energy,
+                                   hour_covered, hour_quality, quarter_energy, quarter_covered, quarter_quality)
+                        hot_i[s, _HI] = _NO_TS
+                    if q != MISSING:  # the general rules
+                        x, add, gap_left_out = _window_part(at, tj, d, q, day_start, day_end)
+                        if add:
+                            sums[s, _TODAY] += x
+                        left_out += gap_left_out
+                        x, add, gap_left_out = _window_part(at, tj, d, q, month_start, month_end)
+                        if add:
+                            sums[s, _MONTH] += x
+                        dropped += _bucket_add(s, at, tj, d, q, first_hour, HOUR_MS, hour_energy, hour_covered,
+                                               hour_quality)
+                        if r >= 0:
+                            _bucket_add(r, at, tj, d, q, first_quarter, QUARTER_MS, quarter_energy, quarter_covered,
+                                        quarter_quality)
+                    # Take the cells holding the anchor's time, where the next step starts. Day and month edges are
+                    # hour edges, so a cell lies wholly inside or wholly outside today and the month.
+                    if not np.isnan(hot[s, _AV]):
+                        ta = hot_i[s, _AT]
+                        hb = (ta + BEIJING_OFFSET_MS) // HOUR_MS
+                        hc = hb - first_hour
+                        c_lo = hb * HOUR_MS - BEIJING_OFFSET_MS
+                        c_hi = c_lo + HOUR_MS
+                        qc = 0
+                        ok = 0 <= hc < n_hours
+                        if r >= 0:
+                            qb = (ta + BEIJING_OFFSET_MS) // QUARTER_MS
+                            qc = qb - first_quarter
+                            c_lo = qb * QUARTER_MS - BEIJING_OFFSET_MS
+                            c_hi = c_lo + QUARTER_MS
+                            ok = ok and 0 <= qc < n_quarters
+                        if ok:
+                            hot_i[s, _HI] = c_hi
+                            book[s, _HCOL] = hc
+                            book[s, _QCOL] = qc
+                            book[s, _TAKE_TS] = ta
+                            flags = 0
+                            if day_start <= c_lo < day_end:
+                                flags |= _IN_DAY
+                            if month_start <= c_lo < month_end:
+                                flags |= _IN_MONTH
+                            if r >= 0:
+                                flags |= _DEMAND
+                                sums[s, _QE] = quarter_energy[r, qc]
+                            book[s, _FLAGS] = flags
+                            sums[s, _HE] = hour_energy[s, hc]
+                elif hi != _NO_TS:
+                    # The anchor moved by a step booked nowhere (noise, a gap in power): not covered time.
+                    book[s, _TAKE_TS] += hot_i[s, _AT] - at
+                # Every step of this reading is booked: the next run starts here.
+                hot[s, _RUN] = 0.0 if integrate else hot[s, _AV]
+                if not taken_late or tj == t:
+                    break  # i itself was taken, or a later arrival with its timestamp replaced it
+            _set_limit(s, hot_i)
+        for k in range(n_to_advance):
+            s = to_advance[k]
+            if hot_i[s, _LIM] == _ADVANCE:
+                _next_late(s, hot, hot_i, late_rec, late_i)
+                _set_limit(s, hot_i)
+    for s in range(part_lo, part_hi):
+        if hot_i[s, _HI] != _NO_TS:
+            _flush(s, integrate, hot, sums, book)
+            _hand_back(s, demand_row[s], float(hot_i[s, _AT] - book[s, _TAKE_TS]), q_cell, sums, book,
+                       hour_energy, hour_covered, hour_quality, quarter_energy, quarter_covered, quarter_quality)
+        anchor_value[s] = hot[s, _AV]
+        if hot_i[s, _AT] != _NO_TS:
+            anchor_ts[s] = hot_i[s, _AT]
+        today[s] = sums[s, _TODAY]
+        month[s] = sums[s, _MONTH]
+    return left_out, dropped
+
+
+@njit(cache=True, parallel=True)
+def _fold_parts(parts: int, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray,
+                max_gap_ms: int, anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int,
+                today: np.ndarray, month_start: int, month_end: int, month: np.ndarray, first_hour: int,
+                hour_energy: np.ndarray, hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray,
+                first_quarter: int, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
+                quarter_quality: np.ndarray) -> tuple[int, int]:
+    # One thread per contiguous range of series. A series' state, cells and readings belong to one range, so the
+    # threads share nothing they write; each reads the whole batch but takes only its own readings.
+    n_series = anchor_value.shape[0]
+    out = np.zeros((parts, 2), dtype=np.int64)
+    for k in prange(parts):
+        left_out, dropped = _fold_part(
+            n_series * k // parts, n_series * (k + 1) // parts, sid, ts, value, integrate, modulus, max_gap_ms,
+            anchor_value, anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour,
+            hour_energy, hour_covered, hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered,
+            quarter_quality)
+        out[k, 0] = left_out
+        out[k, 1] = dropped
+    return int(out[:, 0].sum()), int(out[:, 1].sum())
 
 
 @njit(cache=True, boundscheck=False, error_model="numpy")
@@ -221,195 +568,19 @@ def fold_batch(
         `(gaps_left_out, dropped)`: gap steps left out of today because they cross its edge, and steps (or
         parts) that fell outside the hourly columns.
     """
-    n = sid.shape[0]
-    n_series = anchor_value.shape[0]
-    n_hours = hour_energy.shape[1]
-    n_quarters = quarter_energy.shape[1]
-    q_cell = INTEGRATED if integrate else MEASURED  # the quality of every step booked into held cells
-    state = np.empty((n_series, 8))
-    book = np.empty((n_series, 6), dtype=np.int64)
-    state_i = state.view(np.int64)  # the same rows, for the int64 slots (times, flags)
-    # A reading not newer than its series' anchor or an earlier arrival is late: it is merged in at its place
-    # in time (one not newer than the anchor changes nothing there). After a series' reading is taken its anchor
-    # time is that reading's, so the main pass tells late readings by `ts <= anchor time` alone.
-    newest = np.empty(n_series, dtype=np.int64)
-    for s in range(n_series):
-        has_anchor = not np.isnan(anchor_value[s])
-        newest[s] = anchor_ts[s] if has_anchor else _NO_TS
-        state[s, _AV] = anchor_value[s]
-        state_i[s, _AT] = anchor_ts[s] if has_anchor else _NO_TS
-        state_i[s, _LIM] = _NO_TS
-        state[s, _TODAY] = today[s]
-        state[s, _MONTH] = month[s]
-        state[s, _HE] = 0.0
-        state[s, _QE] = 0.0
-        state_i[s, _FLAGS] = 0
-        book[s, _HI] = _NO_TS
-        book[s, _NEXT_LATE] = 0
-        book[s, _NEXT_LATE_TS] = _END_TS
-    late = _late(sid, ts, newest)
-    n_late = late.shape[0]
-    late_sid = sid[late]  # compact copies: merging walks them in order instead of jumping through the batch
-    late_ts = ts[late]
-    late_value = value[late]
-    for p in range(n_late - 1, -1, -1):
-        s = late_sid[p]
-        book[s, _NEXT_LATE] = p
-        book[s, _NEXT_LATE_TS] = late_ts[p]
-    left_out = 0
-    dropped = 0
-    for i in range(n):
-        s = sid[i]
-        t = ts[i]
-        at = state_i[s, _AT]
-        if t <= at:
-            continue  # late: merged in at its place in the series' time order
-        # The common path: a continuous step inside the held cells, no late reading to merge before it.
-        v = value[i]
-        av = state[s, _AV]
-        if integrate:
-            d = 0.5 * (av + v) * (t - at) / HOUR_MS
-            common = not np.isnan(av)
-        else:
-            d = v - av
-            common = d >= 0.0
-        if common and t <= state_i[s, _LIM] and t - at <= max_gap_ms:
-            state[s, _AV] = v
-            state_i[s, _AT] = t
-            flags = state_i[s, _FLAGS]
-            state[s, _HE] += d
-            if flags & _IN_DAY:
-                state[s, _TODAY] += d
-            if flags & _IN_MONTH:
-                state[s, _MONTH] += d
-            if flags & _DEMAND:
-                state[s, _QE] += d
-            continue
-        # The rare path: merge late readings, rollover, reset, noise, gap, leaving the held cells.
-        r = demand_row[s]
-        while True:
-            # The next reading of series s in time order: a late one before (or replacing) i, else i.
-            taken_late = False
-            tj = t
-            v = value[i]
-            if book[s, _NEXT_LATE_TS] <= t:
-                p = book[s, _NEXT_LATE]
-                tj = late_ts[p]
-                v = late_value[p]
-                taken_late = True
-                p += 1
-                book[s, _NEXT_LATE] = p
-                book[s, _NEXT_LATE_TS] = late_ts[p] if p < n_late and late_sid[p] == s else _END_TS
-            # The step: kernels.counter_steps / kernels.power_steps for one reading.
-            a = state[s, _AV]
-            at = state_i[s, _AT]  # _NO_TS (unused) while there is no anchor
-            q = MISSING
-            d = 0.0
-            if integrate:
-                if np.isnan(a) or tj > at:
-                    state[s, _AV] = v
-                    state_i[s, _AT] = tj
-                    if not np.isnan(a) and tj - at <= max_gap_ms:
-                        d = 0.5 * (a + v) * (tj - at) / HOUR_MS
-                        q = INTEGRATED
-            elif np.isnan(a):
-                state[s, _AV] = v
-                state_i[s, _AT] = tj
-            elif tj > at:
-                d = v - a
-                state_i[s, _AT] = tj
-                q = GAP if tj - at > max_gap_ms else MEASURED
-                if d < 0.0:
-                    m = modulus[s]
-                    if m > 0.0 and -d > 0.5 * m:
-                        d += m
-                    elif v <= RESET_FRACTION * a:
-                        d = v
-                    else:
-                        q = MISSING  # noise: keep the higher value as reference
-                if q != MISSING:
-                    state[s, _AV] = v
-            hi = book[s, _HI]
-            if q != MISSING and q != GAP and hi != _NO_TS and tj <= hi:
-                flags = state_i[s, _FLAGS]  # inside the held cells: as on the common path
-                state[s, _HE] += d
-                if flags & _IN_DAY:
-                    state[s, _TODAY] += d
-                if flags & _IN_MONTH:
-                    state[s, _MONTH] += d
-                if flags & _DEMAND:
-                    state[s, _QE] += d
-            elif q != MISSING or hi == _NO_TS:
-                if hi != _NO_TS:  # hand the cells back
-                    _hand_back(s, r, float(at - book[s, _TAKE_TS]), q_cell, state, book, hour_energy,
-                               hour_covered, hour_quality, quarter_energy, quarter_covered, quarter_quality)
-                    book[s, _HI] = _NO_TS
-                if q != MISSING:  # the general rules
-                    x, add, gap_left_out = _window_part(at, tj, d, q, day_start, day_end)
-                    if add:
-                        state[s, _TODAY] += x
-                    left_out += gap_left_out
-                    x, add, gap_left_out = _window_part(at, tj, d, q, month_start, month_end)
-                    if add:
-                        state[s, _MONTH] += x
-                    dropped += _bucket_add(s, at, tj, d, q, first_hour, HOUR_MS, hour_energy, hour_covered,
-                                           hour_quality)
-                    if r >= 0:
-                        _bucket_add(r, at, tj, d, q, first_quarter, QUARTER_MS, quarter_energy, quarter_covered,
-                                    quarter_quality)
-                # Take the cells holding the anchor's time, where the next step starts. Day and month edges are
-                # hour edges, so a cell lies wholly inside or wholly outside today and the month.
-                if not np.isnan(state[s, _AV]):
-                    ta = state_i[s, _AT]
-                    hb = (ta + BEIJING_OFFSET_MS) // HOUR_MS
-                    hc = hb - first_hour
-                    c_lo = hb * HOUR_MS - BEIJING_OFFSET_MS
-                    c_hi = c_lo + HOUR_MS
-                    qc = 0
-                    ok = 0 <= hc < n_hours
-                    if r >= 0:
-                        qb = (ta + BEIJING_OFFSET_MS) // QUARTER_MS
-                        qc = qb - first_quarter
-                        c_lo = qb * QUARTER_MS - BEIJING_OFFSET_MS
-                        c_hi = c_lo + QUARTER_MS
-                        ok = ok and 0 <= qc < n_quarters
-                    if ok:
-                        book[s, _HI] = c_hi
-                        book[s, _HCOL] = hc
-                        book[s, _QCOL] = qc
-                        book[s, _TAKE_TS] = ta
-                        flags = 0
-                        if day_start <= c_lo < day_end:
-                            flags |= _IN_DAY
-                        if month_start <= c_lo < month_end:
-                            flags |= _IN_MONTH
-                        if r >= 0:
-                            flags |= _DEMAND
-                            state[s, _QE] = quarter_energy[r, qc]
-                        state_i[s, _FLAGS] = flags
-                        state[s, _HE] = hour_energy[s, hc]
-            elif hi != _NO_TS:
-                # The anchor moved by a step booked nowhere (noise, a gap in power): not covered time.
-                book[s, _TAKE_TS] += state_i[s, _AT] - at
-            if not taken_late or tj == t:
-                break  # i itself was taken, or a later arrival with its timestamp replaced it
-        _set_limit(s, state_i, book)
-    for s in range(n_series):
-        if book[s, _HI] != _NO_TS:
-            _hand_back(s, demand_row[s], float(state_i[s, _AT] - book[s, _TAKE_TS]), q_cell, state, book,
-                       hour_energy, hour_covered, hour_quality, quarter_energy, quarter_covered, quarter_quality)
-        anchor_value[s] = state[s, _AV]
-        if state_i[s, _AT] != _NO_TS:
-            anchor_ts[s] = state_i[s, _AT]
-        today[s] = state[s, _TODAY]
-        month[s] = state[s, _MONTH]
-    return left_out, dropped
-
-
+    if sid.shape[0] >= PARALLEL_MIN_READINGS and anchor_value.shape[0] >= 2:
+        return _fold_parts(2, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start,
+                           day_end, today, month_start, month_end, month, first_hour, hour_energy, hour_covered,
+                           hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered, quarter_quality)
+    return _fold_part(0, anchor_value.shape[0], sid, ts, value, integrate, modulus, max_gap_ms, anchor_value,
+                      anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour, hour_energy,
+                      hour_covered, hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered,
+                      quarter_quality)
 
 
 def warm_up() -> None:
-    """Compile (or load from the cache) `fold_batch` with the argument types the streaming state uses."""
+    """Compile (or load from the cache) `fold_batch`, one- and two-thread forms, with the argument types the
+    streaming state uses."""
     sid = np.zeros(2, dtype=np.int64)
     ts = np.array([0, 60_000], dtype=np.int64)
     v = np.array([1.0, 2.0])
@@ -418,3 +589,6 @@ def warm_up() -> None:
         fold_batch(sid, ts, v, integrate, np.zeros(1), 60_000, np.full(1, np.nan), np.zeros(1, dtype=np.int64),
                    0, 1, np.zeros(1), 0, 1, np.zeros(1), 0, energy, covered, qual, np.zeros(1, dtype=np.int64), 0,
                    energy, covered, qual)
+        _fold_parts(2, sid, ts, v, integrate, np.zeros(1), 60_000, np.full(1, np.nan), np.zeros(1, dtype=np.int64),
+                    0, 1, np.zeros(1), 0, 1, np.zeros(1), 0, energy, covered, qual, np.zeros(1, dtype=np.int64), 0,
+                    energy, covered, qual)

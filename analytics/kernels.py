@@ -58,6 +58,21 @@ def share(delta: float, overlap: int, dt: int) -> float:
 
 
 @njit(cache=True)
+def _insertion_sort(order: np.ndarray, key: np.ndarray, a: int, b: int) -> None:
+    # Sorts order[a:b] by key[a:b] (both permuted), stable: equal keys keep their arrival order.
+    for x in range(a + 1, b):
+        k = key[x]
+        o = order[x]
+        y = x - 1
+        while y >= a and key[y] > k:
+            key[y + 1] = key[y]
+            order[y + 1] = order[y]
+            y -= 1
+        key[y + 1] = k
+        order[y + 1] = o
+
+
+@njit(cache=True)
 def sort_dedupe(sid: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Order points by (series, time), dropping duplicates.
 
@@ -102,8 +117,11 @@ def sort_dedupe(sid: np.ndarray, ts: np.ndarray) -> np.ndarray:
             b = start[j + 1]
             for x in range(a + 1, b):
                 if t_sorted[x] < t_sorted[x - 1]:
-                    o = np.argsort(t_sorted[a:b], kind="mergesort")  # stable: arrival order within ties
-                    order[a:b] = order[a:b][o]
+                    if b - a <= 32:  # a short run (a series' late readings): insertion sort, no allocation
+                        _insertion_sort(order, t_sorted, a, b)
+                    else:
+                        o = np.argsort(t_sorted[a:b], kind="mergesort")  # stable: arrival order within ties
+                        order[a:b] = order[a:b][o]
                     break
     keep = np.ones(n, dtype=np.bool_)
     for i in range(n - 1):
