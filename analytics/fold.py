@@ -1,21 +1,24 @@
-"""One-pass folding of a micro-batch of readings into the streaming windows (the fused hot path).
+"""Folding a micro-batch of readings into the streaming windows (the fused hot path).
 
 `fold_batch` does, in one kernel, what `kernels.sort_dedupe` → `kernels.counter_steps` (or
 `kernels.power_steps`) → `kernels.window_total` (today, month) → `kernels.add_to_buckets` (hourly, 15-minute)
-do one after the other, with the same results to the last bit (tests/analytics/test_fold.py): every
-accumulator receives the same additions in the same order, because each one belongs to a single series
-and a series' steps are taken in time order either way.
+do one after the other, with the same results (tests/analytics/test_fold.py): the same steps, anchors, covered
+time and quality; energy sums agree to their last bits of rounding, because the kernel books a run of continuous
+counter steps as the difference of its ends (one rounding where adding step after step rounds once a step).
 
 Why it is fast: streams arrive time-ordered per series, so a batch needs no sort. A first pass over
 `(sid, ts)` finds the *late* readings (not newer than the series' anchor or an earlier arrival: redeliveries,
-out-of-order points); only those are sorted (usually ~1 % of the batch) and copied out compactly. The second
-pass walks the batch in arrival order. Its common path is a continuous step inside the window cells the
-series holds (its hour, and its quarter for a demand series): one 64-byte row of per-series state, no
-division (a whole step counts exactly its energy, `kernels.share`), covered time and quality set once when
-the cells are handed back. Everything else (merging a late reading in where it belongs in time — the last
-arrival of a timestamp wins, as in `sort_dedupe` — rollover, reset, noise, gaps, leaving the held cells)
-takes the rare path, which applies the general rules. No permutation, no gathered copies of the batch, no
-per-step temporaries. Measurements and what did not pay: bench/analytics.py.
+out-of-order points); only those are sorted (usually ~1 % of the batch) and copied out as compact records.
+Then the batch goes in chunks, in arrival order. A tight loop takes the common case, a continuous step inside
+the window cells the series holds (its hour, and its quarter for a demand series), by moving the anchor in the
+series' 64-byte hot row and nothing else; the run's energy is booked into the cells when it ends. It sets aside
+what it cannot take, and the series' later readings in the chunk with it (so each series keeps its order).
+Those are then taken in arrival order: a redelivery of the very reading (same time, same value) is passed by
+from the hot row; everything else (merging a late reading in where it belongs in time — the last arrival of a
+timestamp wins, as in `sort_dedupe` — rollover, reset, noise, gaps, leaving the held cells) takes the rare path,
+which applies the general rules. No permutation, no gathered copies of the batch, no per-step temporaries.
+Batches of `PARALLEL_MIN_READINGS` or more (backfill, catching up) are folded on two threads, each owning a
+range of series. Measurements and what did not pay: bench/analytics.py.
 """
 
 from __future__ import annotations
@@ -200,6 +203,27 @@ def _next_late(s: int, hot: np.ndarray, hot_i: np.ndarray, late_rec: np.ndarray,
         hot_i[s, _NLTS] = _END_TS
 
 
+@njit(cache=True, inline="always")
+def _common_chunk(c0: int, c1: int, integrate: bool, filtered: bool, part_lo: int, part_hi: int, sid: np.ndarray,
+                  ts: np.ndarray, value: np.ndarray, max_gap_ms: int, hot: np.ndarray, hot_i: np.ndarray,
+                  deferred: np.ndarray) -> int:
+    # The common path over readings c0..c1-1 (of series part_lo..part_hi-1 when `filtered`); the readings it
+    # cannot take go to `deferred` (how many is returned) and their series' limit is set aside.
+    n_deferred = 0
+    for i in range(c0, c1):
+        s = sid[i]
+        if filtered and (s < part_lo or s >= part_hi):
+            continue
+        t = ts[i]
+        if t <= hot_i[s, _AT]:
+            continue  # late: merged in at its place in the series' time order
+        if not _common_step(s, t, value[i], integrate, max_gap_ms, hot, hot_i):
+            deferred[n_deferred] = i
+            n_deferred += 1
+            hot_i[s, _LIM] = _SET_ASIDE
+    return n_deferred
+
+
 @njit(cache=True, boundscheck=False)
 def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, lo: int, hi: int) -> np.ndarray:
     # Indices of the readings of series lo..hi-1 not newer than `newest` of their series or an earlier arrival,
@@ -315,35 +339,22 @@ def _fold_part(
     # set aside too (its limit is cleared), so each series still takes its readings in order.
     deferred = np.empty(min(n, _CHUNK), dtype=np.int64)
     to_advance = np.empty(min(n, _CHUNK), dtype=np.int64)
+    whole = part_lo == 0 and part_hi == n_series
     for c0 in range(0, n, _CHUNK):
         c1 = min(n, c0 + _CHUNK)
-        n_deferred = 0
-        if integrate:  # two loops, so that neither tests `integrate` per reading
-            for i in range(c0, c1):
-                s = sid[i]
-                if s < part_lo or s >= part_hi:
-                    continue
-                t = ts[i]
-                if t <= hot_i[s, _AT]:
-                    continue  # late: merged in at its place in the series' time order
-                v = value[i]
-                if not _common_step(s, t, v, True, max_gap_ms, hot, hot_i):
-                    deferred[n_deferred] = i
-                    n_deferred += 1
-                    hot_i[s, _LIM] = _SET_ASIDE
+        # Four loops (power or counters, all series or a range), so that none tests either per reading.
+        if integrate and whole:
+            n_deferred = _common_chunk(c0, c1, True, False, part_lo, part_hi, sid, ts, value, max_gap_ms, hot,
+                                       hot_i, deferred)
+        elif integrate:
+            n_deferred = _common_chunk(c0, c1, True, True, part_lo, part_hi, sid, ts, value, max_gap_ms, hot,
+                                       hot_i, deferred)
+        elif whole:
+            n_deferred = _common_chunk(c0, c1, False, False, part_lo, part_hi, sid, ts, value, max_gap_ms, hot,
+                                       hot_i, deferred)
         else:
-            for i in range(c0, c1):
-                s = sid[i]
-                if s < part_lo or s >= part_hi:
-                    continue
-                t = ts[i]
-                if t <= hot_i[s, _AT]:
-                    continue
-                v = value[i]
-                if not _common_step(s, t, v, False, max_gap_ms, hot, hot_i):
-                    deferred[n_deferred] = i
-                    n_deferred += 1
-                    hot_i[s, _LIM] = _SET_ASIDE
+            n_deferred = _common_chunk(c0, c1, False, True, part_lo, part_hi, sid, ts, value, max_gap_ms, hot,
+                                       hot_i, deferred)
         # The readings set aside, in arrival order: first a redelivery passed by (a redelivery of the reading is
         # the commonest reason to stop), else the rare path. A series' next late record is likely out of cache:
         # it is read for all the series that passed one at once after the loop, so the misses overlap.
