@@ -43,10 +43,10 @@ _NO_TS = np.iinfo(np.int64).min
 _END_TS = np.iinfo(np.int64).max
 _SET_ASIDE = _NO_TS + 1  # the limit of a series with a reading set aside in this chunk: all the rest follow it
 _ADVANCE = _NO_TS + 2  # the limit of a series that passed a redelivery by and has yet to move to its next
-_CHUNK = 4_096
+_CHUNK = 4_096  # readings per chunk: the readings set aside stay in cache until taken
 #: Batches of at least this many readings are folded on two threads (backfill, catching up); the stream's
 #: micro-batches are far smaller and stay on one.
-PARALLEL_MIN_READINGS = 1_000_000  # readings per chunk: the readings set aside stay in cache until taken
+PARALLEL_MIN_READINGS = 1_000_000
 
 # Per series, the hot row the loops work in: 8 slots, one 64-byte cache line, touched by every reading of the
 # series, so it stays in cache while the batch streams through. It holds all a reading needs on the common path
@@ -224,24 +224,61 @@ def _common_chunk(c0: int, c1: int, integrate: bool, filtered: bool, part_lo: in
     return n_deferred
 
 
+@njit(cache=True, boundscheck=False, inline="always")
+def _late_scan(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start: int, end: int, buf: np.ndarray,
+               first: np.ndarray, track_first: bool) -> int:
+    # Readings start..end-1 not newer than `newest` of their series or an earlier arrival: their indices go to
+    # buf[start:], how many is returned; `newest` is updated. With `track_first`, first[s] is the time of the
+    # series' first reading in the range.
+    m = 0
+    for i in range(start, end):
+        s = sid[i]
+        t = ts[i]
+        old = newest[s]
+        if t > old:
+            newest[s] = t
+            if track_first and old == _NO_TS:
+                first[s] = t
+        else:
+            buf[start + m] = i
+            m += 1
+    return m
+
+
 @njit(cache=True, boundscheck=False)
-def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    # Indices of the readings of series lo..hi-1 not newer than `newest` of their series or an earlier arrival,
-    # sorted by (sid, ts), the last arrival of each (sid, ts). `newest` is updated.
+def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np.ndarray:
+    # Indices of the late readings (not newer than `newest` of their series or an earlier arrival), sorted by
+    # (sid, ts), the last arrival of each (sid, ts). `newest` is updated.
     n = sid.shape[0]
     buf = np.empty(n, dtype=np.int64)  # not zeroed: only the pages of the late readings get touched
-    m = 0
-    for i in range(n):
-        s = sid[i]
-        if s < lo or s >= hi:
-            continue
-        t = ts[i]
-        if t > newest[s]:
-            newest[s] = t
-        else:
-            buf[m] = i
-            m += 1
+    m = _late_scan(sid, ts, newest, 0, n, buf, buf, False)
     late = buf[:m]
+    return late[sort_dedupe(sid[late], ts[late])]
+
+
+@njit(cache=True, boundscheck=False, parallel=True)
+def _late_two_threads(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np.ndarray:
+    # `_late` with the batch's halves scanned at once. The second half starts from nothing; its readings that
+    # came before any later reading of their series there were compared with nothing from the first half, and
+    # they are the series' first readings in it: if any is not newer than the first half's newest of its series
+    # (rare: streams move forward), the second half is scanned again, from the first half's newest.
+    n = sid.shape[0]
+    h = n // 2
+    buf = np.empty(n, dtype=np.int64)
+    newest_b = np.full(newest.shape[0], _NO_TS, dtype=np.int64)
+    first_b = np.full(newest.shape[0], _END_TS, dtype=np.int64)
+    counts = np.zeros(2, dtype=np.int64)
+    for k in prange(2):
+        if k == 0:
+            counts[0] = _late_scan(sid, ts, newest, 0, h, buf, first_b, False)
+        else:
+            counts[1] = _late_scan(sid, ts, newest_b, h, n, buf, first_b, True)
+    if np.any(first_b <= newest):
+        counts[1] = _late_scan(sid, ts, newest, h, n, buf, first_b, False)
+    else:
+        for s in range(newest.shape[0]):
+            newest[s] = max(newest[s], newest_b[s])
+    late = np.concatenate((buf[:counts[0]], buf[h:h + counts[1]]))
     return late[sort_dedupe(sid[late], ts[late])]
 
 
@@ -255,13 +292,14 @@ def late_readings(sid: np.ndarray, ts: np.ndarray, n_series: int) -> np.ndarray:
         ts: timestamp per reading (ms).
         n_series: number of series.
     """
-    return _late(sid, ts, np.full(n_series, _NO_TS, dtype=np.int64), 0, n_series)
+    return _late(sid, ts, np.full(n_series, _NO_TS, dtype=np.int64))
 
 
 @njit(cache=True, boundscheck=False, error_model="numpy")
 def _fold_part(
     part_lo: int,
     part_hi: int,
+    late: np.ndarray,
     sid: np.ndarray,
     ts: np.ndarray,
     value: np.ndarray,
@@ -286,7 +324,8 @@ def _fold_part(
     quarter_covered: np.ndarray,
     quarter_quality: np.ndarray,
 ) -> tuple[int, int]:
-    # fold_batch for the series part_lo..part_hi-1 (the readings of other series are passed over).
+    # fold_batch for the series part_lo..part_hi-1 (the readings of other series are passed over), given their
+    # late readings (`_late`).
     n = sid.shape[0]
     n_series = anchor_value.shape[0]
     n_hours = hour_energy.shape[1]
@@ -296,13 +335,8 @@ def _fold_part(
     hot_i = hot.view(np.int64)  # the same rows, for the int64 slots (times)
     sums = np.empty((n_series, 4))
     book = np.empty((n_series, 4), dtype=np.int64)
-    # A reading not newer than its series' anchor or an earlier arrival is late: it is merged in at its place
-    # in time (one not newer than the anchor changes nothing there). After a series' reading is taken its anchor
-    # time is that reading's, so the main pass tells late readings by `ts <= anchor time` alone.
-    newest = np.empty(n_series, dtype=np.int64)
     for s in range(part_lo, part_hi):
         has_anchor = not np.isnan(anchor_value[s])
-        newest[s] = anchor_ts[s] if has_anchor else _NO_TS
         hot[s, _AV] = anchor_value[s]
         hot_i[s, _AT] = anchor_ts[s] if has_anchor else _NO_TS
         hot_i[s, _LIM] = _NO_TS
@@ -316,7 +350,6 @@ def _fold_part(
         hot_i[s, _NLTS] = _END_TS
         hot[s, _NLV] = 0.0
         book[s, _FLAGS] = 0
-    late = _late(sid, ts, newest, part_lo, part_hi)
     n_late = late.shape[0]
     # Compact records (time, value, series; 32 bytes): merging walks them in order instead of jumping through
     # the batch, and one cache line holds what a merge reads.
@@ -504,6 +537,32 @@ def _fold_part(
     return left_out, dropped
 
 
+@njit(cache=True)
+def _newest_of_anchors(anchor_value: np.ndarray, anchor_ts: np.ndarray) -> np.ndarray:
+    # A reading not newer than its series' anchor or an earlier arrival is late: it is merged in at its place in
+    # time (one not newer than the anchor changes nothing there). After a series' reading is taken its anchor
+    # time is that reading's, so the main pass tells late readings by `ts <= anchor time` alone.
+    newest = np.empty(anchor_value.shape[0], dtype=np.int64)
+    for s in range(anchor_value.shape[0]):
+        newest[s] = _NO_TS if np.isnan(anchor_value[s]) else anchor_ts[s]
+    return newest
+
+
+@njit(cache=True)
+def _fold_one(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray,
+              max_gap_ms: int, anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int,
+              today: np.ndarray, month_start: int, month_end: int, month: np.ndarray, first_hour: int,
+              hour_energy: np.ndarray, hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray,
+              first_quarter: int, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
+              quarter_quality: np.ndarray) -> tuple[int, int]:
+    # fold_batch on one thread.
+    late = _late(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
+    return _fold_part(0, anchor_value.shape[0], late, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value,
+                      anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour, hour_energy,
+                      hour_covered, hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered,
+                      quarter_quality)
+
+
 @njit(cache=True, parallel=True)
 def _fold_parts(parts: int, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray,
                 max_gap_ms: int, anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int,
@@ -511,16 +570,21 @@ def _fold_parts(parts: int, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, 
                 hour_energy: np.ndarray, hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray,
                 first_quarter: int, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
                 quarter_quality: np.ndarray) -> tuple[int, int]:
-    # One thread per contiguous range of series. A series' state, cells and readings belong to one range, so the
-    # threads share nothing they write; each reads the whole batch but takes only its own readings.
+    # The late readings are found with the batch's halves scanned at once; then one thread per contiguous range
+    # of series. A series' state, cells and readings belong to one range, so the threads share nothing they
+    # write; each reads the whole batch but takes only its own readings.
     n_series = anchor_value.shape[0]
+    late = _late_two_threads(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
+    late_sid = sid[late]  # sorted
     out = np.zeros((parts, 2), dtype=np.int64)
     for k in prange(parts):
+        lo = n_series * k // parts
+        hi = n_series * (k + 1) // parts
+        own = late[np.searchsorted(late_sid, lo):np.searchsorted(late_sid, hi)]
         left_out, dropped = _fold_part(
-            n_series * k // parts, n_series * (k + 1) // parts, sid, ts, value, integrate, modulus, max_gap_ms,
-            anchor_value, anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour,
-            hour_energy, hour_covered, hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered,
-            quarter_quality)
+            lo, hi, own, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start,
+            day_end, today, month_start, month_end, month, first_hour, hour_energy, hour_covered, hour_quality,
+            demand_row, first_quarter, quarter_energy, quarter_covered, quarter_quality)
         out[k, 0] = left_out
         out[k, 1] = dropped
     return int(out[:, 0].sum()), int(out[:, 1].sum())
@@ -583,10 +647,9 @@ def fold_batch(
         return _fold_parts(2, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start,
                            day_end, today, month_start, month_end, month, first_hour, hour_energy, hour_covered,
                            hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered, quarter_quality)
-    return _fold_part(0, anchor_value.shape[0], sid, ts, value, integrate, modulus, max_gap_ms, anchor_value,
-                      anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour, hour_energy,
-                      hour_covered, hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered,
-                      quarter_quality)
+    return _fold_one(sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start, day_end,
+                     today, month_start, month_end, month, first_hour, hour_energy, hour_covered, hour_quality,
+                     demand_row, first_quarter, quarter_energy, quarter_covered, quarter_quality)
 
 
 def warm_up() -> None:

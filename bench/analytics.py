@@ -157,7 +157,7 @@ def kernel_pipeline(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, lay: Lay
             out["hour_c"], out["hour_q"], lay.demand_row, lay.first_quarter, out["quarter_e"], out["quarter_c"],
             out["quarter_q"])
     if threads == 1:
-        fold._fold_part(0, lay.n_series, *args)
+        fold._fold_one(*args)
     else:
         fold_batch(*args)
     return out
