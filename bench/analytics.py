@@ -5,48 +5,56 @@ service path (MQTT payload bytes → decode → state update → KPIs), all meas
     .venv/bin/python bench/analytics.py --quick    # 1 million over 1,000
 
 A reading is one counter value of one device (kernels) or one field value of a telemetry point (service).
-Every figure is the median of `--repeats` (≥ 3) runs, each from scratch on the same unsorted input (no
-result or sort kept across repeats); beside the wall-clock rate, the rate per second of the thread's CPU
-time (the same runs; with other jobs on the cores it leaves out the waits for a core). The kernels fold into
-a fresh, zeroed state whose pages are resident, as the service's state is (made untimed before each run);
-the row `fold_batch + allocating its state` times the fold with a new np.zeros state instead (page faults:
-~30 ms of 10 M readings on this VM). The last three lines
-are the summary (wall clock): `kernel_vs_pandas` (analytics.fold.fold_batch — dedupe, counter steps, today,
-month, hourly and 15-minute windows with energy, covered time and quality — against pandas computing the same
-outputs from the same input; the outputs are compared first), `kernel_bandwidth_fraction` (bytes the fold
-must touch per reading, formula printed, × readings/s ÷ the bandwidth of a one-core numpy sum over 400 MB),
-`service_readings_per_s_per_core`.
-All kernels run on one core (no prange): the per-core figure is the figure.
+The kernels' input is what a stream of 10,000 devices polled every `--interval-s` (default 5 s, the slowest
+poll of the registry, so the most window crossings per reading) looks like: time-major, 1 % redelivered at
+the end (copies of readings anywhere in the batch), rollovers. Every figure is the median of `--repeats` (≥ 3)
+runs, each from scratch on the same unsorted input (no result or sort kept across repeats); beside the
+wall-clock rate, the rate per second of the thread's CPU time (one-thread stages only; with other jobs on the
+cores it leaves out the waits for a core). The kernels fold into a fresh, zeroed state whose pages are
+resident, as the service's state is (made untimed before each run); the row `fold_batch + allocating its
+state` times the fold with a new np.zeros state instead (page faults). The last three lines are the summary
+(wall clock): `kernel_vs_pandas` (analytics.fold.fold_batch — dedupe, counter steps, today, month, hourly and
+15-minute windows with energy, covered time and quality — against pandas computing the same outputs from the
+same input; the outputs are compared first), `kernel_bandwidth_fraction` (bytes the fold must touch per
+reading, formula printed, × readings/s ÷ the memory bandwidth bound), `service_readings_per_s_per_core`.
 
-The bandwidth bound is like for like: fold_batch runs on one thread, the bound is a one-thread numpy sum
-(a streaming read, the most a single core can pull). The sum over two threads (two halves summed at once,
-numpy releases the GIL) is printed too: on this 2-vCPU VM it is no higher (~30 GB/s either way: the
-memory, not the core, is the limit), so a 2-thread kernel would have to be held to the same figure.
+fold_batch folds a batch this large on two threads (analytics.fold.PARALLEL_MIN_READINGS; the service's
+micro-batches stay on one), so the bound is the larger of a one-thread and a two-thread numpy sum over 400 MB
+(on this 2-vCPU VM they are about equal, 22-31 GB/s: the memory, not the core, is the limit). The one-thread
+form is printed too, with its fraction of the one-thread bound. The service path runs on one core.
 
-Where the time goes (py-spy 0.4 record -r 200 --format raw -- python bench/analytics.py --quick):
+Where the time goes (py-spy 0.4 record -r 200 --format raw -- python bench/analytics.py --quick; paired runs
+of kernel variants in one process, thread CPU time or wall, medians of 7-9):
 - service path: 78 % in analytics.decode.decode_batch (msgspec decode 26 %, mapping field names to
   codes 21 %, extending the ts list 13 %, list → array conversions ~24 %), ~11 % the state update.
-- kernels, first: sort_dedupe (counting sort by series: scattered writes) 15 M readings/s, then
+- kernels, first: sort_dedupe (counting sort by series: scattered writes) 15-20 M readings/s, then
   counter_steps, window_total ×2, add_to_buckets ×2 each a pass over per-step temporaries.
-- kernels, then (analytics.fold, first version) ~30-140 M readings/s: one pass finds the late readings (only
-  they are sorted), one pass in arrival order merges them in per series and books each step into copies of
-  the window cells being filled; per-series state in 8 arrays, a division per reading (`d * dt / dt`).
-- kernels, now (thread CPU time, 10 M readings, time-major, other jobs on both cores): ~70-75 ms = late pass
-  ~13 ms (a gather-compare-scatter over sid and ts: ~1.3 ns/reading), window crossings ~18 ms (220 k steps
-  leaving a held cell: hand back 3-6 cells in the hourly/15-minute arrays, the general rules, take the next
-  cells), the common path ~3.5 ns/reading. The common path is a continuous step inside the held cells: one
-  64-byte row of per-series state (anchor, time, limit, today, month, held cell energies, flags; times and
-  flags through an int64 view), no division (a whole step counts `d`: kernels.share), late readings told
-  apart by `ts <= anchor time` (the late pass starts from the anchors), covered time and quality set once
-  when the cells are handed back. With 1,000 instead of 10,000 series (state in L1) it is no faster: the loop
-  is bound by its ~35 instructions, not by memory. Both passes together read 40 B per reading.
-- tried and dropped (paired runs, thread CPU time): software prefetch (llvm.prefetch) of the cells and late
-  readings the rare path will touch, 48 readings ahead in the common path: slower (92 vs 72 ms); the same
-  from the rare path only, 4 or 12 readings ahead: no change (76 vs 75 ms), so the crossings are not bound
-  by misses; a replacing redelivery on the common path (skipping the rare path for 100 k readings): 108 vs
-  71 ms (the larger loop body compiles worse); two threads over halves of the series (prange, each scanning
-  the whole batch): 116 vs 72 ms wall with other jobs on the cores, a half alone 52-60 ms — and a 2-thread
-  kernel would be held to the 2-thread bound (up to ~55 GB/s here), so it would not raise the fraction.
+- kernels, then (analytics.fold, previous version; 5 s interval, one thread): 52-66 ms for 10.1 M readings.
+  Without the 1 % redeliveries 39 ms: the 100 k redeliveries cost ~180 ns each. Each one stopped its series
+  on the rare path, whose per-series bookkeeping (next late reading, held cells) and the late records were out
+  of cache by then (the batch streams 240 MB through the caches; only rows touched every round stay).
+- kernels, now (one thread 47-55 ms, two threads 33-42 ms on a quiet machine):
+  - late pass ~9-11 ms (a gather-compare-scatter over sid and ts, 16 B per reading), then sorting the ~1 %
+    late readings 2.5 ms (they arrive in no order; short runs per series now insertion-sorted, where an
+    argsort per series allocated). On two threads the halves are scanned at once: 7 ms.
+  - the common path is a tight loop over 4,096-reading chunks: a continuous step inside the held cells only
+    moves the anchor in the series' 64-byte hot row (a counter's run is booked as the difference of its ends
+    when it ends; `_flush`); whatever it cannot take is set aside with the rest of its series' readings in
+    the chunk. Floor of such a loop here: 18 ms with a 32-byte row, 21 ms with 64 bytes, +3 ms for the
+    series-range test of the two-thread form (compiled away on one thread), +2-3 ms for chunking.
+  - a redelivery of the very reading (same time, same value) is passed by from the hot row (next late time
+    and value live there), and the series' next late record is read after the chunk for all such series at
+    once, so those misses overlap: the redeliveries now cost ~8 ms in all.
+- tried and dropped: booking only the anchor (the run at its end) with everything else unchanged: no gain
+  alone (56.4 vs 58.7 ms: the loop was not bound by its additions); the redelivery test inside the tight
+  loop: the loop compiled 3.5× slower (121 vs 35 ms) though the branch was never taken; larger chunks
+  (16 K: 62 ms, 64 K: 71 ms vs 4 K: 56 ms; 1 K: 61 ms); unsigned series indices (no change); software
+  prefetch (earlier version: slower or no change); two threads each scanning the whole batch for the late
+  readings (no faster than one: bandwidth; hence the halves).
+- why 0.25 is out of reach for now: any reading may be redelivered late, so the late readings must be known
+  before the first reading of their series is taken; the late pass alone takes ~40 % of the time 0.25 allows
+  (10 M readings × 24 B at 25 % of ~28 GB/s = 35 ms), and the common path's floor is about as much again.
+  Two threads gain 1.3-1.5× with the second core free; with the other core busy they are slower than one.
 """
 
 from __future__ import annotations
