@@ -9,7 +9,9 @@ Per repeat (median of `--repeats`):
           its units, for `--seconds`: the request rate pymodbus and the servers sustain alone.
   edge    one EdgeAgent polls every device with an interval short enough to saturate it (0.05 s), decodes,
           appends each reading to its SQLite store and publishes QoS 1; device-reads/s = readings acknowledged
-          by the broker (PUBACK) per second, the store-and-forward path included.
+          by the broker (PUBACK) per second, the store-and-forward path included. Under this load a device is
+          read ~10 times a second and the publisher puts the readings that wait for it into one message (the
+          repeat line shows messages/s and readings per message); at 1 Hz each message carries one reading.
 Then jitter: the same agent at 1 Hz for `--seconds`; poll-cycle jitter = how late each poll starts after its
 slot (p99, first cycle excluded). Last lines: `edge_vs_raw_pymodbus: X`, `poll_jitter_p99_ms: X`.
 
@@ -26,6 +28,32 @@ bench/edge.py --quick --repeats 1`):
   pymodbus client framing and transactions ~35 %, paho/aiomqtt publish and PUBACK ~20 %, asyncio ~28 %,
   SQLite ~7 %, decode ~3 %. The publisher awaits every PUBACK of a drain before it fetches the next rows, so
   publishing lags polling when saturated; the agent idles ~12 % of the time.
+
+Issue #7, second round (`flock /tmp/bench.lock python bench/edge.py`, medians of 3 x 10 s, 1,000 devices):
+  before: raw 16,917 reads/s, edge 2,050 published (4,241 polled), ratio 0.12, jitter p99 33.7 ms. Agent at
+  ~99 % of a core, Modbus servers ~33 %: the agent was the bottleneck. Profile: asyncio 31 % (1,000 poller
+  tasks, their timers and the link locks they queued on), paho 16 % + aiomqtt 6 % (a task, an Event, a
+  `wait_for` and an O(n) pending-call scan per publish; paho's default of 20 in flight queued the rest and
+  rescanned its queue on every PUBACK), SQLite 14 % (a commit per loop iteration, twice: appends and acks),
+  pymodbus 11 %, decode 3 %. Waiting hid one more cost: with a window refilled only once half of it was
+  acknowledged, the window sat full at ~1,300 messages/s with everything idle; Mosquitto leaves Nagle on
+  (no `set_tcp_nodelay`), so it holds PUBACKs until we send again, i.e. until our 40 ms delayed ACK.
+  changes, in the order measured (single 6 s repeats, so +-0.03): a sliding window of QoS-1 messages sent
+  through paho directly, PUBACKs deleting their rows from paho's callback, the window capped by the broker's
+  Receive Maximum (0.12 -> 0.30); one task per Modbus link driving its devices from a heap instead of one task
+  per device (polls 5.4k -> 5.9k/s; the publisher then lagged: 0.26); block decoding compiled to one `struct`
+  read per point, range checks precomputed (decode 12 % -> 4 %) and acks joining the appends' commit (polls
+  9.9k/s, 0.32); group commits every 5 ms (0.38); refilling the window on every PUBACK, not at half (the
+  Nagle stall gone: the publisher keeps up, one reading per message, ~6k/s); acked ids deleted as ranges and
+  live rows handed to the publisher from memory instead of read back (SQLite 20 % -> 17 %); publish cycles
+  that take at most ~10 % of the loop, so under saturation each device's readings since its last message
+  leave together (0.41 -> 0.55).
+  after: raw 17,421, edge 9,537 published (9,732 polled; ~2,400 messages/s, ~3.9 readings each), ratio
+  0.55, jitter p99 1.7 ms (p50 0.5). With the pause disabled (one reading per message, 3 x 6 s): 0.41. At
+  1 Hz (the jitter phase) every message still carries one reading: the pause is a fraction of a millisecond
+  when the loop is idle, at most 0.5 s when polling saturates it. Profile now: asyncio 27 % (Modbus socket
+  writes and reads included), pymodbus 17 %, SQLite 17 % (the INSERTs themselves), paho 13 % (three recv
+  calls per PUBACK), poller 10 %, transport 5 %, decode 4 %, publisher 3 %, Prometheus 2 %.
 """
 
 from __future__ import annotations
@@ -137,8 +165,9 @@ def agent_config(ports: list[int], units: list[int], mq_port: int, store: Path, 
             "store": {"path": str(store), "batch_points": 100}, "devices": devices}
 
 
-async def edge_run(cfg: dict[str, object], seconds: float, warmup_s: float) -> tuple[float, float, list[float]]:
-    """Run an agent; returns (readings acknowledged by the broker per s, polls ok per s, lateness samples)."""
+async def edge_run(cfg: dict[str, object], seconds: float, warmup_s: float) -> tuple[float, float, list[float], float]:
+    """Run an agent; returns (readings acknowledged by the broker per s, polls ok per s, lateness samples,
+    MQTT messages acknowledged per s)."""
     config = parse_gateway_config(cfg, "<bench>")
     async with EdgeAgent(config) as agent:
         assert agent.publisher is not None
@@ -148,6 +177,7 @@ async def edge_run(cfg: dict[str, object], seconds: float, warmup_s: float) -> t
         assert store is not None
         polls0 = sum(c.health.polls_ok for c in agent.coordinators.values())
         depth0 = store.depth
+        messages0 = agent.publisher.messages_published
         for c in agent.coordinators.values():
             c.lateness.clear()
         started = time.monotonic()
@@ -155,8 +185,9 @@ async def edge_run(cfg: dict[str, object], seconds: float, warmup_s: float) -> t
         elapsed = time.monotonic() - started
         polls = sum(c.health.polls_ok for c in agent.coordinators.values()) - polls0
         published = polls - (store.depth - depth0)  # what was read and is no longer waiting in the store
+        messages = agent.publisher.messages_published - messages0
         lateness = [x for c in agent.coordinators.values() for x in c.lateness]
-    return published / elapsed, polls / elapsed, lateness
+    return published / elapsed, polls / elapsed, lateness, messages / elapsed
 
 
 async def park_a_subscriber(mq_port: int) -> None:
@@ -201,14 +232,15 @@ def main() -> None:
             for r in range(args.repeats):
                 raw = asyncio.run(raw_rate(ports, units, args.seconds))
                 cfg = agent_config(ports, units, mq.port, Path(tmp) / f"store{r}.sqlite", 0.05, f"s{r}")
-                edge, polls, _ = asyncio.run(edge_run(cfg, args.seconds, warmup_s=1.0))
+                edge, polls, _, messages = asyncio.run(edge_run(cfg, args.seconds, warmup_s=1.0))
                 raws.append(raw)
                 edges.append(edge)
                 polled.append(polls)
                 print(f"# repeat {r + 1}: raw {raw:,.0f} reads/s, edge {edge:,.0f} device-reads/s published "
-                      f"({polls:,.0f} polled), ratio {edge / raw:.2f}", flush=True)
+                      f"({polls:,.0f} polled; {messages:,.0f} messages/s, {edge / max(messages, 1):.1f} readings each), "
+                      f"ratio {edge / raw:.2f}", flush=True)
             cfg = agent_config(ports, units, mq.port, Path(tmp) / "jitter.sqlite", 1.0, "jitter")
-            rate_1hz, _, lateness = asyncio.run(edge_run(cfg, args.seconds, warmup_s=1.5))
+            rate_1hz, _, lateness, messages_1hz = asyncio.run(edge_run(cfg, args.seconds, warmup_s=1.5))
     finally:
         servers.send_signal(signal.SIGTERM)
         try:
@@ -216,7 +248,8 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             servers.kill()
             servers.wait()
-    print(f"# 1 Hz: {rate_1hz:,.0f} device-reads/s published, {len(lateness)} polls timed")
+    print(f"# 1 Hz: {rate_1hz:,.0f} device-reads/s published ({messages_1hz:,.0f} messages/s), "
+          f"{len(lateness)} polls timed")
     result("raw_pymodbus_reads_per_s", median(raws), ",.0f")
     result("edge_device_reads_per_s", median(edges), ",.0f")
     result("edge_polls_per_s", median(polled), ",.0f")

@@ -9,8 +9,10 @@ silent one costs it a single short timeout per (backed-off) attempt.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
+import sys
 import time
 import zlib
 from collections import deque
@@ -21,7 +23,7 @@ from typing import Protocol
 from edge_agent.backoff import Backoff
 from edge_agent.config import DeviceConfig
 from edge_agent.metrics import FLAGGED, POLLS
-from edge_agent.registermap import PointMap, ReadBlock, Template, decode_block
+from edge_agent.registermap import PointMap, ReadBlock, Template, compile_block
 from edge_agent.transport import ModbusLink, ModbusReadError
 from parkmodel.points import POINTS
 
@@ -84,6 +86,14 @@ def out_of_range(point: PointMap, value: float) -> str | None:
     return None
 
 
+def _fit_bounds(point: PointMap) -> tuple[float, float]:
+    """The closed range of values `out_of_range` accepts for `point`, as finite numbers."""
+    spec = POINTS[point.point]
+    low = max(spec.low, point.low if point.low is not None else -math.inf, -sys.float_info.max)
+    high = min(spec.high, point.high if point.high is not None else math.inf, sys.float_info.max)
+    return low, high
+
+
 class DeviceCoordinator:
     """Polls one device on its own drift-free schedule.
 
@@ -100,6 +110,10 @@ class DeviceCoordinator:
         self.device = device
         self.template = template
         self.blocks: list[ReadBlock] = template.blocks()
+        self._decoders = [(block, compile_block(block, template)) for block in self.blocks]
+        self._by_name = {p.point: p for p in template.points}
+        # Values inside both the declared and the plausible range (and finite) pass without further checks.
+        self._bounds = {p.point: _fit_bounds(p) for p in template.points}
         self.link = link
         self.sink = sink
         self.health = DeviceHealth()
@@ -110,42 +124,38 @@ class DeviceCoordinator:
         # Seconds each recent poll started after its slot (event-loop load shows here first).
         self.lateness: deque[float] = deque(maxlen=4096)
         self._polls_ok = POLLS.labels(device.id, "ok")  # resolved once: a label lookup per poll adds up
+        self._grid = 0.0
 
-    async def run(self) -> None:
-        """Poll until cancelled; slots are `start + k * interval`, so timing errors never accumulate."""
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+    def first_slot(self, now: float) -> float:
+        """Start the schedule at loop time `now`: the first poll is due at once, the later ones on this device's
+        own phase of the grid `phase + k * interval`, so timing errors never accumulate."""
         interval = self.device.interval_s
-        start = loop.time()
-        next_at = start  # the first poll at once; the later ones on this device's own phase of the grid
         # Devices started together would otherwise all wake in the same instant every interval: 1,000 timers
         # firing at once delayed the last poller by ~100 ms. A stable per-device phase spreads them evenly.
-        grid = start + zlib.crc32(self.device.id.encode()) / 2**32 * interval
-        while True:
-            delay = next_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self.lateness.append(loop.time() - next_at)
-            ok = await self.poll_cycle()
-            if task is not None and task.cancelling():
-                # pymodbus can swallow a CancelledError that lands inside a request; without this check
-                # the poller would carry on and the agent's shutdown (gather of pollers) would hang.
-                raise asyncio.CancelledError
-            now = loop.time()
-            earliest = now if ok else now + self._offline_backoff.next_delay()
-            if ok:
-                self._offline_backoff.reset()
-            # The first slot of the grid not before `earliest` (missed slots are skipped, not bunched).
-            next_at = grid + math.ceil((earliest - grid) / interval + 1e-9) * interval
+        self._grid = now + zlib.crc32(self.device.id.encode()) / 2**32 * interval
+        return now
+
+    def next_slot(self, ok: bool, now: float) -> float:
+        """When the next poll is due, after one that ended at loop time `now` (`ok`: it succeeded)."""
+        interval = self.device.interval_s
+        earliest = now if ok else now + self._offline_backoff.next_delay()
+        if ok:
+            self._offline_backoff.reset()
+        # The first slot of the grid not before `earliest` (missed slots are skipped, not bunched).
+        return self._grid + math.ceil((earliest - self._grid) / interval + 1e-9) * interval
+
+    async def run(self) -> None:
+        """Poll this device alone until cancelled (the agent drives devices per link: `LinkScheduler`)."""
+        await LinkScheduler([self]).run()
 
     async def poll_cycle(self) -> Reading | None:
         """Read every block once (with retries while online); report the reading or the failure."""
         ts = self._wall_ms()
         values: dict[str, float] = {}
         try:
-            for block in self.blocks:
+            for block, decode in self._decoders:
                 registers = await self._read(block)
-                values.update(decode_block(block, registers, self.template))
+                values.update(decode(registers))
         except ModbusReadError as exc:
             self._failed(str(exc), exc.kind)
             return None
@@ -175,9 +185,13 @@ class DeviceCoordinator:
     def _reading(self, ts: int, values: dict[str, float]) -> Reading:
         fields: dict[str, float] = {}
         flagged: dict[str, float] = {}
-        by_name = {p.point: p for p in self.template.points}
+        bounds = self._bounds
         for name, value in values.items():
-            why = out_of_range(by_name[name], value)
+            low, high = bounds[name]
+            if low <= value <= high:
+                fields[name] = value
+                continue
+            why = out_of_range(self._by_name[name], value)
             if why is None:
                 fields[name] = value
                 continue
@@ -216,3 +230,40 @@ class DeviceCoordinator:
         if changed:
             log.warning("device offline: %s", error, extra={"device": self.device.id})
             self.sink.on_health(self.device.id, h)
+
+
+class LinkScheduler:
+    """Drives the devices that share one link: one task per link, polling whichever device is due next.
+
+    A link serialises its requests anyway, so one task per device only added a timer, a task switch and a
+    lock hand-over to every poll (a large share of the agent at a thousand devices); here a device that is
+    due waits for the poll in progress, exactly as it waited for the link's lock before. A device that does
+    not answer still costs the link only its own timeout, and its backoff only its own slots.
+
+    Args:
+        coordinators: the devices behind one link.
+    """
+
+    def __init__(self, coordinators: list[DeviceCoordinator]) -> None:
+        self.coordinators = coordinators
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        now = loop.time()
+        # (due, position, coordinator): the position breaks ties in a stable order.
+        due = [(c.first_slot(now), i, c) for i, c in enumerate(self.coordinators)]
+        heapq.heapify(due)
+        while True:
+            at, i, c = due[0]
+            delay = at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            c.lateness.append(loop.time() - at)
+            ok = await c.poll_cycle() is not None
+            if task is not None and task.cancelling():
+                # pymodbus can swallow a CancelledError that lands inside a request; without this check
+                # the scheduler would carry on and the agent's shutdown (gather of pollers) would hang.
+                raise asyncio.CancelledError
+            heapq.heapreplace(due, (c.next_slot(ok, loop.time()), i, c))

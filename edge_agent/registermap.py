@@ -8,6 +8,7 @@ exactly what the edge agent decodes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -220,6 +221,40 @@ def decode_block(block: ReadBlock, values: list[int], template: Template) -> dic
         i = p.address - block.address
         out[p.point] = p.decode(values[i : i + p.count], template.byte_order, template.word_order)
     return out
+
+
+BlockDecoder = Callable[[list[int]], dict[str, float]]
+
+
+def compile_block(block: ReadBlock, template: Template) -> BlockDecoder:
+    """`decode_block` for one block, prepared once per device: the same values, a fraction of the work per poll.
+
+    The block's registers are packed once into bytes with big-endian words (ABCD...) and once with
+    little-endian words (BADC...); every byte/word order of a value is then one `struct` read of one of
+    them: ABCD is ">" of the first, DCBA "<" of the first, BADC ">" of the second, CDAB "<" of the second.
+    """
+    if block.function.is_bit or any(p.type is DataType.BIT for p in block.points):
+        return lambda values: decode_block(block, values, template)
+    n = block.count
+    as_big, as_little = struct.Struct(f">{n}H"), struct.Struct(f"<{n}H")
+    plan: list[tuple[str, bool, struct.Struct, int, float, float]] = []
+    for p in block.points:
+        byte_order = p.byte_order or template.byte_order
+        word_order = p.word_order or template.word_order
+        endian = ">" if word_order == "big" else "<"
+        plan.append((p.point, byte_order == word_order, struct.Struct(endian + _STRUCT[p.type]),
+                     2 * (p.address - block.address), p.scale, p.offset))
+    need_little = any(not from_big for _, from_big, *_ in plan)
+
+    def decode(values: list[int]) -> dict[str, float]:
+        if len(values) != n:
+            raise ValueError(f"block at {block.address} needs {n} registers, got {len(values)}")
+        big = as_big.pack(*values)
+        little = as_little.pack(*values) if need_little else big
+        return {name: float(fmt.unpack_from(big if from_big else little, at)[0]) * scale + offset
+                for name, from_big, fmt, at, scale, offset in plan}
+
+    return decode
 
 
 class TemplateError(ValueError):

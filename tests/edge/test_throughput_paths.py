@@ -1,4 +1,4 @@
-"""The batched store paths (one transaction per loop iteration) and a poller that survives a swallowed cancel."""
+"""The batched store paths (group commits) and a poller that survives a swallowed cancel."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from edge_agent.config import DeviceConfig
 from edge_agent.poller import DeviceCoordinator, DeviceHealth, Reading
 from edge_agent.registermap import Function, load_template
-from edge_agent.store import Kind, ReadingStore
+from edge_agent.store import _ACK_DELAY_S, Kind, ReadingStore
 
 
 def test_append_many_is_one_transaction_with_the_same_cap(tmp_path: Path) -> None:
@@ -22,14 +22,14 @@ def test_append_many_is_one_transaction_with_the_same_cap(tmp_path: Path) -> Non
     store.close()
 
 
-async def test_ack_soon_merges_one_iteration_and_close_flushes(tmp_path: Path) -> None:
+async def test_ack_soon_merges_acks_and_close_flushes(tmp_path: Path) -> None:
     path = tmp_path / "q.sqlite"
     store = ReadingStore(path)
     ids = [store.append("d", Kind.TELEMETRY, ts, {"water_m3": 1.0}) for ts in range(6)]
     store.ack_soon(ids[:2], {("d", Kind.TELEMETRY): 3})
     store.ack_soon(ids[2:3], {("d", Kind.TELEMETRY): 2})  # an older counter never lowers the newer one
-    assert store.depth == 6  # not yet: at the end of this loop iteration
-    await asyncio.sleep(0)
+    assert store.depth == 6  # not yet: within _ACK_DELAY_S, in one transaction
+    await asyncio.sleep(_ACK_DELAY_S + 0.02)
     assert store.depth == 3 and store.load_seqs() == {("d", Kind.TELEMETRY): 3}
     store.ack_soon(ids[3:4], {("d", Kind.TELEMETRY): 4})
     store.close()  # before the loop ran the flush: closing applies it

@@ -24,10 +24,16 @@ async def test_readings_published_to_nobody_stay_queued_until_someone_subscribes
                                                                      interval_s=0.05)])
         async with EdgeAgent(cfg) as agent:
             assert agent.store is not None
+            health = agent.coordinators[f"w{uid}"].health
             for n in range(1, 11):  # ten distinct readings while nobody listens
                 served.set(1, Function.HOLDING, 0, template.points[0].encode(n, template.byte_order,
                                                                              template.word_order))
-                await asyncio.sleep(0.1)
+                # Two polls ended since the change: at least one read it, however late a busy machine ran it.
+                seen = health.polls_ok
+                for _ in range(500):
+                    if health.polls_ok >= seen + 2:
+                        break
+                    await asyncio.sleep(0.01)
             await asyncio.sleep(0.5)
             assert agent.publisher.connected.is_set() or agent.store.depth > 0
             queued = {item.body["water_m3"] for item in agent.store.fetch(0, None, 10_000)}
