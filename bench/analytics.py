@@ -350,8 +350,8 @@ def main() -> None:
 
     stages: dict[str, tuple[Callable[..., Any], Callable[[], Any] | None]] = {
         "late_readings (first pass of fold)": (lambda: late_readings(sid, ts, devices), None),
-        "before: sort_dedupe": (lambda: k.sort_dedupe(sid, ts), None),
-        "before: separate kernels": (lambda out: separate_pipeline(sid, ts, value, lay, out), resident),
+        "before, sort_dedupe": (lambda: k.sort_dedupe(sid, ts), None),
+        "before, separate kernels": (lambda out: separate_pipeline(sid, ts, value, lay, out), resident),
         "fold_batch (2 threads)": (lambda out: kernel_pipeline(sid, ts, value, lay, out), resident),
         "fold_batch, one-thread form": (lambda out: kernel_pipeline(sid, ts, value, lay, out, threads=1), resident),
         "fold_batch + allocating its state": (lambda: kernel_pipeline(sid, ts, value, lay), None),
@@ -388,7 +388,7 @@ def main() -> None:
         frac = f"{rate * per_reading / bw:.1%}" if name.startswith("fold_batch") else ""
         cpu = f"{m / CPU_TIMES[name]:,.0f}" if name in CPU_TIMES and "2 threads" not in name else ""
         print(f"{name:38s} {rate:14,.0f} {rate / pandas_rate:10.1f} {frac:>13s} {cpu:>15s}")
-    print(f"service: {len(msgs):,} messages of 60 readings, {n_values:,} readings, KPIs every 1 M readings")
+    print(f"# service: {len(msgs):,} messages of 60 readings, {n_values:,} readings, KPIs every 1 M readings")
     print(f"one-thread form against the one-thread bound ({bw1 / 1e9:.2f} GB/s): "
           f"{rates['fold_batch, one-thread form'] * per_reading / bw1:.3f}")
     kernel = rates["fold_batch (2 threads)"]

@@ -109,9 +109,10 @@ def stored_run(tag: str, registry_path: Path, mq: tuple[str, int], influx_url: s
     env = ingest_env(registry_path, mq[1], influx_url, db, tag)
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
-    warm_series(influx_url, db, *warm)
-    with ingest_process(env, port) as proc:  # creates the persistent session, then leaves
+    with ingest_process(env, port) as proc:  # creates the schema and the persistent session, then leaves
         wait_metric(url, "ingest_mqtt_sessions_total", 1, proc, 60)
+    # After the schema: into its DEFAULT retention policy, where ingest writes and the count below looks.
+    warm_series(influx_url, db, *warm)
     asyncio.run(publish_all(mq[0], mq[1], messages))
     with ingest_process(env, port) as proc:
         procs = {"ingest": psutil.Process(proc.pid)} | {k: psutil.Process(pid) for k, pid in others.items()}
