@@ -177,9 +177,6 @@ def mosquitto_config(port: int, data_dir: Path, host: str = "127.0.0.1", extra: 
         "autosave_interval 1\n"
         "max_queued_messages 1000000\n"
         "max_inflight_messages 100\n"
-        # Nagle off: with it on, the broker holds small packets (PUBACKs, live telemetry) until the peer's
-        # delayed ACK (up to 40 ms) when a client keeps several QoS 1 messages in flight.
-        "set_tcp_nodelay true\n"
         f"log_dest file {data_dir}/mosquitto.log\n"  # flushed per line, unlike stdout into a file
 
         "log_type error\nlog_type warning\nlog_type notice\n"
