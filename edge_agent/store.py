@@ -109,15 +109,18 @@ class ReadingStore:
                        (row_id, device, kind.value, ts_ms, _encoder.encode(body)))
             self._next_id = row_id + 1
             self.depth += 1
-            if self.depth > self.max_rows:
-                excess = self.depth - self.max_rows
-                gone = db.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE kind = ? ORDER BY id LIMIT ?)",
-                    (Kind.TELEMETRY.value, excess),
-                ).rowcount
-                self.depth -= gone
-                self.dropped += gone
+            self._trim(db)
         return row_id
+
+    def _trim(self, db: sqlite3.Connection) -> None:
+        """Over `max_rows`: drop the oldest telemetry (events are kept), counted in `dropped`."""
+        if self.depth > self.max_rows:
+            gone = db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE kind = ? ORDER BY id LIMIT ?)",
+                (Kind.TELEMETRY.value, self.depth - self.max_rows),
+            ).rowcount
+            self.depth -= gone
+            self.dropped += gone
 
     def append_many(self, rows: list[tuple[str, Kind, int, dict[str, Any]]]) -> list[StoredItem]:
         """Queue several readings or events in one transaction (one commit instead of one per row).
@@ -140,14 +143,7 @@ class ReadingStore:
                             for i, (device, kind, ts_ms, body) in enumerate(rows)])
             self._next_id = first + len(rows)
             self.depth += len(rows)
-            if self.depth > self.max_rows:
-                excess = self.depth - self.max_rows
-                gone = db.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE kind = ? ORDER BY id LIMIT ?)",
-                    (Kind.TELEMETRY.value, excess),
-                ).rowcount
-                self.depth -= gone
-                self.dropped += gone
+            self._trim(db)
         return [StoredItem(first + i, device, kind, ts_ms, body) for i, (device, kind, ts_ms, body) in enumerate(rows)]
 
     def fetch(self, after_id: int, upto_id: int | None = None, limit: int = 500) -> list[StoredItem]:
