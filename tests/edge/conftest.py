@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from edge_agent.config import GatewayConfig, parse_gateway_config
+from edge_agent.poller import DeviceHealth, Reading
 
 
 def gateway_config(uid: str, tmp_path: Path, broker_port: int, devices: list[dict[str, Any]],
@@ -45,3 +46,16 @@ def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+class ReadingSink:
+    """A poller's sink that keeps the readings (health reports are ignored)."""
+
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+
+    def on_reading(self, reading: Reading) -> None:
+        self.readings.append(reading)
+
+    def on_health(self, device: str, health: DeviceHealth) -> None:
+        pass

@@ -16,7 +16,7 @@ import edge_agent.publisher as publisher_module
 from deploy.services import RunningService
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import DeviceConfig
-from edge_agent.poller import DeviceCoordinator, DeviceHealth, LinkScheduler, Reading
+from edge_agent.poller import DeviceCoordinator, LinkScheduler
 from edge_agent.registermap import (
     Function,
     PointMap,
@@ -28,7 +28,7 @@ from edge_agent.registermap import (
 )
 from edge_agent.store import Kind, ReadingStore
 from parkmodel.codec import decode_telemetry
-from tests.edge.conftest import gateway_config, tcp_device
+from tests.edge.conftest import ReadingSink, gateway_config, tcp_device
 from tests.edge.modbus_server import tcp_server
 
 ORDERS = [("big", "big"), ("big", "little"), ("little", "big"), ("little", "little")]
@@ -114,19 +114,8 @@ class _OrderLink:
         return [0] * count
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def on_reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def on_health(self, device: str, health: DeviceHealth) -> None:
-        pass
-
-
 async def test_one_scheduler_polls_every_device_of_its_link_on_its_own_slots() -> None:
-    link, sink = _OrderLink(), _Sink()
+    link, sink = _OrderLink(), ReadingSink()
     coordinators = [
         DeviceCoordinator(DeviceConfig.model_validate({
             "id": f"d{u}", "template": "block64_meter", "interval_s": 0.1,

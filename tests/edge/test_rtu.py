@@ -9,10 +9,10 @@ from pymodbus.framer import FramerType
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import DeviceConfig
-from edge_agent.poller import DeviceCoordinator, DeviceHealth, Reading
+from edge_agent.poller import DeviceCoordinator
 from edge_agent.registermap import Function, load_template
 from edge_agent.transport import make_link
-from tests.edge.conftest import gateway_config
+from tests.edge.conftest import ReadingSink, gateway_config
 from tests.edge.modbus_server import serial_server, tcp_server
 
 
@@ -49,17 +49,6 @@ async def test_rtu_bus_dead_slave_does_not_starve_the_others(pty_pair: tuple[str
     assert health[2].polls_failed <= 6
 
 
-class _Capture:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def on_reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def on_health(self, device: str, health: DeviceHealth) -> None:
-        pass
-
-
 async def test_rtu_over_tcp_serial_server() -> None:
     async with tcp_server([5], framer=FramerType.RTU) as (served, port):
         served.registers[5] = _gas(7.5)
@@ -67,7 +56,7 @@ async def test_rtu_over_tcp_serial_server() -> None:
             "id": "gas-rtu-tcp", "template": "gas_detector", "timeout_s": 0.5,
             "transport": {"kind": "rtu_over_tcp", "host": "127.0.0.1", "port": port, "unit_id": 5}})
         link = make_link(device.transport, 0.5)
-        sink = _Capture()
+        sink = ReadingSink()
         try:
             reading = await DeviceCoordinator(device, load_template("gas_detector"), link, sink).poll_cycle()
         finally:
