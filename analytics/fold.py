@@ -369,7 +369,7 @@ def _fold_part(
     # The batch goes in chunks: first the common path over the chunk (a tight loop: only the anchor moves, the
     # run's energy is booked when it ends, see _flush), setting aside the readings it cannot take; then those,
     # in arrival order, through the general rules. A series with a reading set aside has the rest of its chunk
-    # set aside too (its limit is cleared), so each series still takes its readings in order.
+    # set aside too (its limit says _SET_ASIDE), so each series still takes its readings in order.
     deferred = np.empty(min(n, _CHUNK), dtype=np.int64)
     to_advance = np.empty(min(n, _CHUNK), dtype=np.int64)
     whole = part_lo == 0 and part_hi == n_series
