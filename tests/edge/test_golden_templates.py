@@ -11,23 +11,13 @@ import pytest
 import yaml
 
 from edge_agent.config import DeviceConfig
-from edge_agent.poller import DeviceCoordinator, DeviceHealth, Reading
+from edge_agent.poller import DeviceCoordinator
 from edge_agent.registermap import TEMPLATE_DIR, Function, load_template, template_names
 from edge_agent.transport import make_link
+from tests.edge.conftest import ReadingSink
 from tests.edge.modbus_server import ServedRegisters, tcp_server
 
 CASES_DIR = TEMPLATE_DIR / "testcases"
-
-
-class Capture:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def on_reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def on_health(self, device: str, health: DeviceHealth) -> None:
-        pass
 
 
 def _load(path: Path) -> dict[Any, Any]:
@@ -53,7 +43,7 @@ async def test_golden_case(template: str) -> None:
             "transport": {"kind": "tcp", "host": "127.0.0.1", "port": port, "unit_id": 7},
         })
         link = make_link(device.transport, device.timeout_s)
-        sink = Capture()
+        sink = ReadingSink()
         try:
             reading = await DeviceCoordinator(device, load_template(template), link, sink).poll_cycle()
         finally:
