@@ -261,7 +261,8 @@ def _late_two_threads(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np
     # `_late` with the batch's halves scanned at once. The second half starts from nothing; its readings that
     # came before any later reading of their series there were compared with nothing from the first half, and
     # they are the series' first readings in it: if any is not newer than the first half's newest of its series
-    # (rare: streams move forward), the second half is scanned again, from the first half's newest.
+    # (rare: streams move forward), the second half is scanned again, from the first half's newest. `newest` is
+    # left as the first half (or that rescan) made it; nothing reads it afterwards.
     n = sid.shape[0]
     h = n // 2
     buf = np.empty(n, dtype=np.int64)
@@ -275,9 +276,6 @@ def _late_two_threads(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np
             counts[1] = _late_scan(sid, ts, newest_b, h, n, buf, first_b, True)
     if np.any(first_b <= newest):
         counts[1] = _late_scan(sid, ts, newest, h, n, buf, first_b, False)
-    else:
-        for s in range(newest.shape[0]):
-            newest[s] = max(newest[s], newest_b[s])
     late = np.concatenate((buf[:counts[0]], buf[h:h + counts[1]]))
     return late[sort_dedupe(sid[late], ts[late])]
 
