@@ -44,6 +44,10 @@ _END_TS = np.iinfo(np.int64).max
 _SET_ASIDE = _NO_TS + 1  # the limit of a series with a reading set aside in this chunk: all the rest follow it
 _ADVANCE = _NO_TS + 2  # the limit of a series that passed a redelivery by and has yet to move to its next
 _CHUNK = 4_096  # readings per chunk: the readings set aside stay in cache until taken
+# Two threads: each reads alone the blocks of _BLOCK readings that hold only its half of the series; both read
+# the blocks holding both halves (_MIXED), each taking its own readings.
+_BLOCK = 512
+_MIXED = 2
 #: Batches of at least this many readings are folded on two threads (backfill, catching up); the stream's
 #: micro-batches are far smaller and stay on one.
 PARALLEL_MIN_READINGS = 1_000_000
@@ -245,6 +249,30 @@ def _late_scan(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start: int, 
     return m
 
 
+@njit(cache=True, boundscheck=False, inline="always")
+def _late_scan_blocks(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start: int, end: int, buf: np.ndarray,
+                      first: np.ndarray, track_first: bool, split: int, parts: np.ndarray) -> int:
+    # `_late_scan` over whole _BLOCKs (start a multiple of _BLOCK) that also notes in parts[b] which halves of
+    # the series block b holds: 1 the lower (below `split`), 2 the upper, 3 both (a register OR per reading).
+    m = 0
+    for b0 in range(start, end, _BLOCK):
+        seen = 0
+        for i in range(b0, min(end, b0 + _BLOCK)):
+            s = sid[i]
+            t = ts[i]
+            seen |= 2 if s >= split else 1
+            old = newest[s]
+            if t > old:
+                newest[s] = t
+                if track_first and old == _NO_TS:
+                    first[s] = t
+            else:
+                buf[start + m] = i
+                m += 1
+        parts[b0 // _BLOCK] = seen
+    return m
+
+
 @njit(cache=True, boundscheck=False)
 def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np.ndarray:
     # Indices of the late readings (not newer than `newest` of their series or an earlier arrival), sorted by
@@ -256,28 +284,51 @@ def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np.ndarray:
     return late[sort_dedupe(sid[late], ts[late])]
 
 
+@njit(cache=True)
+def _segments(parts: np.ndarray, n: int) -> np.ndarray:
+    # Rows [start, end, part] of the runs of blocks holding one half of the series (part 0 or 1) or both
+    # (_MIXED), from `_late_scan_blocks`' parts per block.
+    out = np.empty((parts.shape[0], 3), dtype=np.int64)
+    m = 0
+    for b in range(parts.shape[0]):
+        part = parts[b] - 1  # 0, 1, or 2 = _MIXED
+        if m > 0 and out[m - 1, 2] == part:
+            out[m - 1, 1] = min(n, (b + 1) * _BLOCK)
+        else:
+            out[m, 0] = b * _BLOCK
+            out[m, 1] = min(n, (b + 1) * _BLOCK)
+            out[m, 2] = part
+            m += 1
+    return out[:m]
+
+
 @njit(cache=True, boundscheck=False, parallel=True)
-def _late_two_threads(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np.ndarray:
-    # `_late` with the batch's halves scanned at once. The second half starts from nothing; its readings that
-    # came before any later reading of their series there were compared with nothing from the first half, and
-    # they are the series' first readings in it: if any is not newer than the first half's newest of its series
-    # (rare: streams move forward), the second half is scanned again, from the first half's newest. `newest` is
-    # left as the first half (or that rescan) made it; nothing reads it afterwards.
+def _late_two_threads(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # `_late` with the batch's halves scanned at once, in arrival order (each thread sorts its own), and the batch
+    # cut into segments (`_segments`). The second
+    # half starts from nothing; its readings that came before any later reading of their series there were
+    # compared with nothing from the first half, and they are the series' first readings in it: if any is not
+    # newer than the first half's newest of its series (rare: streams move forward), the second half is scanned
+    # again, from the first half's newest. `newest` is left as the first half (or that rescan) made it; nothing
+    # reads it afterwards.
     n = sid.shape[0]
-    h = n // 2
+    h = n // 2 // _BLOCK * _BLOCK
+    split = newest.shape[0] // 2
     buf = np.empty(n, dtype=np.int64)
     newest_b = np.full(newest.shape[0], _NO_TS, dtype=np.int64)
     first_b = np.full(newest.shape[0], _END_TS, dtype=np.int64)
+    parts = np.empty((n + _BLOCK - 1) // _BLOCK, dtype=np.int64)
     counts = np.zeros(2, dtype=np.int64)
     for k in prange(2):
         if k == 0:
-            counts[0] = _late_scan(sid, ts, newest, 0, h, buf, first_b, False)
+            counts[0] = _late_scan_blocks(sid, ts, newest, 0, h, buf, first_b, False, split, parts)
         else:
-            counts[1] = _late_scan(sid, ts, newest_b, h, n, buf, first_b, True)
+            counts[1] = _late_scan_blocks(sid, ts, newest_b, h, n, buf, first_b, True, split, parts)
     if np.any(first_b <= newest):
         counts[1] = _late_scan(sid, ts, newest, h, n, buf, first_b, False)
     late = np.concatenate((buf[:counts[0]], buf[h:h + counts[1]]))
-    return late[sort_dedupe(sid[late], ts[late])]
+    segments = _segments(parts, n)
+    return late, segments
 
 
 @njit(cache=True)
@@ -293,10 +344,32 @@ def late_readings(sid: np.ndarray, ts: np.ndarray, n_series: int) -> np.ndarray:
     return _late(sid, ts, np.full(n_series, _NO_TS, dtype=np.int64))
 
 
+@njit(cache=True)
+def _chunks(segments: np.ndarray, part: int) -> np.ndarray:
+    # Rows [start, end, mixed] of the chunks (at most _CHUNK readings, each inside one segment) of the segments
+    # of `part` or _MIXED, in batch order.
+    count = 0
+    for g in range(segments.shape[0]):
+        if segments[g, 2] == part or segments[g, 2] == _MIXED:
+            count += (segments[g, 1] - segments[g, 0] + _CHUNK - 1) // _CHUNK
+    out = np.empty((count, 3), dtype=np.int64)
+    j = 0
+    for g in range(segments.shape[0]):
+        if segments[g, 2] == part or segments[g, 2] == _MIXED:
+            for c0 in range(segments[g, 0], segments[g, 1], _CHUNK):
+                out[j, 0] = c0
+                out[j, 1] = min(segments[g, 1], c0 + _CHUNK)
+                out[j, 2] = segments[g, 2] == _MIXED
+                j += 1
+    return out
+
+
 @njit(cache=True, boundscheck=False, error_model="numpy")
 def _fold_part(
     part_lo: int,
     part_hi: int,
+    segments: np.ndarray,
+    part: int,
     late: np.ndarray,
     sid: np.ndarray,
     ts: np.ndarray,
@@ -322,8 +395,9 @@ def _fold_part(
     quarter_covered: np.ndarray,
     quarter_quality: np.ndarray,
 ) -> tuple[int, int]:
-    # fold_batch for the series part_lo..part_hi-1 (the readings of other series are passed over), given their
-    # late readings (`_late`).
+    # fold_batch for the series part_lo..part_hi-1, given their late readings (`_late`), over the readings of
+    # the `segments` ([start, end, part]) of this `part` or _MIXED; in _MIXED ones the readings of other series
+    # are passed over.
     n = sid.shape[0]
     n_series = anchor_value.shape[0]
     n_hours = hour_energy.shape[1]
@@ -370,9 +444,12 @@ def _fold_part(
     # set aside too (its limit says _SET_ASIDE), so each series still takes its readings in order.
     deferred = np.empty(min(n, _CHUNK), dtype=np.int64)
     to_advance = np.empty(min(n, _CHUNK), dtype=np.int64)
-    whole = part_lo == 0 and part_hi == n_series
-    for c0 in range(0, n, _CHUNK):
-        c1 = min(n, c0 + _CHUNK)
+    all_series = part_lo == 0 and part_hi == n_series
+    chunks = _chunks(segments, part)
+    for j in range(chunks.shape[0]):
+        c0 = chunks[j, 0]
+        c1 = chunks[j, 1]
+        whole = all_series or chunks[j, 2] == 0
         # Four loops (power or counters, all series or a range), so that none tests either per reading.
         if integrate and whole:
             n_deferred = _common_chunk(c0, c1, True, False, part_lo, part_hi, sid, ts, value, max_gap_ms, hot,
@@ -555,7 +632,8 @@ def _fold_one(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: boo
               quarter_quality: np.ndarray) -> tuple[int, int]:
     # fold_batch on one thread.
     late = _late(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
-    return _fold_part(0, anchor_value.shape[0], late, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value,
+    whole = np.array([[0, sid.shape[0], _MIXED]], dtype=np.int64)
+    return _fold_part(0, anchor_value.shape[0], whole, 0, late, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value,
                       anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour, hour_energy,
                       hour_covered, hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered,
                       quarter_quality)
@@ -570,17 +648,23 @@ def _fold_parts(parts: int, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, 
                 quarter_quality: np.ndarray) -> tuple[int, int]:
     # The late readings are found with the batch's halves scanned at once; then one thread per contiguous range
     # of series. A series' state, cells and readings belong to one range, so the threads share nothing they
-    # write; each reads the whole batch but takes only its own readings.
+    # write. Where the batch comes in long runs of one range's series (a stream in time order, series by series:
+    # `_late_two_threads` finds them), each thread reads only its runs; otherwise each reads the whole batch and
+    # takes only its own readings.
     n_series = anchor_value.shape[0]
-    late = _late_two_threads(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
-    late_sid = sid[late]  # sorted
+    n = sid.shape[0]
+    late, segments = _late_two_threads(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
+    late_sid = sid[late]  # in arrival order
+    if parts != 2:
+        segments = np.array([[0, n, _MIXED]], dtype=np.int64)
     out = np.zeros((parts, 2), dtype=np.int64)
     for k in prange(parts):
         lo = n_series * k // parts
         hi = n_series * (k + 1) // parts
-        own = late[np.searchsorted(late_sid, lo):np.searchsorted(late_sid, hi)]
+        own = late[(late_sid >= lo) & (late_sid < hi)]
+        own = own[sort_dedupe(sid[own], ts[own])]
         left_out, dropped = _fold_part(
-            lo, hi, own, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start,
+            lo, hi, segments, k, own, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start,
             day_end, today, month_start, month_end, month, first_hour, hour_energy, hour_covered, hour_quality,
             demand_row, first_quarter, quarter_energy, quarter_covered, quarter_quality)
         out[k, 0] = left_out

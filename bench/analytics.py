@@ -45,7 +45,14 @@ of kernel variants in one process, thread CPU time or wall, medians of 7-9):
   - a redelivery of the very reading (same time, same value) is passed by from the hot row (next late time
     and value live there), and the series' next late record is read after the chunk for all such series at
     once, so those misses overlap: the redeliveries now cost ~8 ms in all.
-- tried and dropped: booking only the anchor (the run at its end) with everything else unchanged: no gain
+- two threads, then (paired runs of the two-thread fold, old and new in one process, medians of 14:
+  34.5 -> 31.7 -> 30.9 ms): each thread read the whole batch and passed over the other half's series. Now the
+  late scan also notes, per block of 512 readings, which half of the series it holds (a register OR per
+  reading, +2 ms to the scan); a thread reads only the blocks of its own half and both read the mixed blocks
+  (the redeliveries at the end, the block where a time step passes from one half to the other). Each thread
+  sorts its own late readings (the sort was serial).
+- tried and dropped: exact run edges noted by the late scan (a store per reading: +4 ms to the scan, which
+  ate the gain); booking only the anchor (the run at its end) with everything else unchanged: no gain
   alone (56.4 vs 58.7 ms: the loop was not bound by its additions); the redelivery test inside the tight
   loop: the loop compiled 3.5× slower (121 vs 35 ms) though the branch was never taken; larger chunks
   (16 K: 62 ms, 64 K: 71 ms vs 4 K: 56 ms; 1 K: 61 ms); unsigned series indices (no change); software

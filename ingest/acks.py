@@ -29,11 +29,12 @@ class AckSequencer:
     """In-order acknowledgements with a bound on messages in flight.
 
     Args:
-        ack: sends the acknowledgement of `(mid, qos)` to the broker.
+        ack: sends the acknowledgements of QoS 1 messages (their packet ids, in order) to the broker;
+            called once per `settle` that releases any.
         limit: most messages received but not yet acknowledged.
     """
 
-    def __init__(self, ack: Callable[[int, int], object], limit: int) -> None:
+    def __init__(self, ack: Callable[[list[int]], object], limit: int) -> None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         self._ack = ack
@@ -53,7 +54,8 @@ class AckSequencer:
 
         Args:
             mid: its packet id.
-            qos: its QoS (0 needs no acknowledgement but keeps its place in the order).
+            qos: its QoS (0 needs no acknowledgement but keeps its place in the order; the ingest
+                subscribes at QoS 1, so nothing arrives at 2).
         """
         ticket = Ticket(mid, qos)
         self._pending.append(ticket)
@@ -69,11 +71,14 @@ class AckSequencer:
         """
         ticket.settled = True
         pending = self._pending
+        mids: list[int] = []
         while pending and pending[0].settled:
             head = pending.popleft()
             if head.qos > 0:
-                self._ack(head.mid, head.qos)
+                mids.append(head.mid)
             self.acked += 1
+        if mids:
+            self._ack(mids)
         if len(pending) < self._limit:
             self._room.set()
 

@@ -215,7 +215,7 @@ class IngestService:
 
     async def _session(self, client: aiomqtt.Client, writer: InfluxWriter) -> None:
         ingest = self.settings.ingest
-        acks = AckSequencer(lambda mid, qos: ack(client, mid, qos), ingest.max_in_flight)
+        acks = AckSequencer(lambda mids: ack(client, mids), ingest.max_in_flight)
         batcher = Batcher(ingest.batch_points, ingest.batch_interval_s)
         async with asyncio.TaskGroup() as tg:
             receiver = tg.create_task(self._receive(client, acks, batcher), name=f"ingest-receive-{self.client_id}")

@@ -99,7 +99,7 @@ def batches(draw: st.DrawFn, max_per_series: int = 300) -> list[tuple[np.ndarray
         v = np.where(rng.random(n) < 0.03, v * 0.1, v)  # resets
         rows.extend((s, int(t), float(x)) for t, x in zip(ts, v, strict=True))
     order = np.arange(len(rows))
-    mode = draw(st.sampled_from(["ordered", "swaps", "shuffled"]))
+    mode = draw(st.sampled_from(["ordered", "swaps", "shuffled", "blocked"]))
     if mode == "shuffled":
         rng.shuffle(order)
     elif mode == "swaps" and len(rows) > 1:
@@ -108,6 +108,9 @@ def batches(draw: st.DrawFn, max_per_series: int = 300) -> list[tuple[np.ndarray
             order[a], order[a + 1] = order[a + 1], order[a]
     elif mode == "ordered":
         order = np.argsort([r[1] for r in rows], kind="stable")  # time-major, as streams arrive
+    elif mode == "blocked":  # time-major blocks, series 0-1 before 2-3 in each: the two-thread fold's segments
+        rank = np.argsort(np.argsort([r[1] for r in rows], kind="stable"))
+        order = np.lexsort((rank, [r[0] >= N_SERIES // 2 for r in rows], rank // BLOCK))
     arr = [rows[i] for i in order]
     dup = rng.integers(0, max(1, len(arr)), draw(st.integers(0, 30))) if arr else []
     for i in dup:
@@ -119,6 +122,9 @@ def batches(draw: st.DrawFn, max_per_series: int = 300) -> list[tuple[np.ndarray
     cuts = sorted(draw(st.lists(st.integers(0, len(arr)), max_size=4)))
     edges = [0, *cuts, len(arr)]
     return [(sid[a:z], ts[a:z], value[a:z]) for a, z in itertools.pairwise(edges)]
+
+
+BLOCK = 1_024  # readings per time block of the "blocked" order
 
 
 @settings(max_examples=200, deadline=None)
@@ -179,3 +185,33 @@ def test_nan_readings_and_readings_older_than_the_anchor_fold_as_the_separate_ke
     for sid, ts, v in (first, second):
         assert separate(a, sid, ts, v, integrate, 15 * MIN) == fused(b, sid, ts, v, integrate, 15 * MIN)
     _assert_same(a, b)
+
+
+def test_two_threads_read_only_their_segments_of_a_batch_in_long_runs_and_fold_the_same() -> None:
+    # 20,000 readings, time-major in blocks of 1,024 with series 0-1 first: the two-thread fold gives each thread
+    # only its segments; redeliveries and stragglers at the end must still be merged in at their place.
+    rng = np.random.default_rng(7)
+    n_steps = 5_000
+    ts = T0 + np.arange(n_steps) * MIN
+    rows = [(s, int(t), float(i * 3 + s)) for i, t in enumerate(ts) for s in range(N_SERIES)]
+    rank = np.arange(len(rows))
+    order = np.lexsort((rank, [r[0] >= N_SERIES // 2 for r in rows], rank // BLOCK))
+    arr = [rows[i] for i in order]
+    arr += [arr[i] for i in rng.integers(0, len(arr), 200)]  # redeliveries
+    arr += [(s, int(T0 + MIN * k + 30_000), float(k * 3 + s) + 1.5) for s in range(N_SERIES) for k in (10, 2_000)]
+    sid = np.array([r[0] for r in arr], dtype=np.int64)
+    t_arr = np.array([r[1] for r in arr], dtype=np.int64)
+    v = np.array([r[2] for r in arr])
+    late, segments = fold._late_two_threads(sid, t_arr, np.full(N_SERIES, np.iinfo(np.int64).min))
+    assert (segments[:-1, 1] == segments[1:, 0]).all() and segments[0, 0] == 0 and segments[-1, 1] == len(arr)
+    one_part = segments[segments[:, 2] != fold._MIXED]
+    assert one_part[:, 1].sum() - one_part[:, 0].sum() > len(rows) // 2  # most readings: one thread reads them
+    assert segments[-1, 2] == fold._MIXED  # the redeliveries and stragglers at the end: both threads read them
+    upper = sid >= N_SERIES // 2
+    assert all(set(upper[a:z]) == {bool(p)} for a, z, p in one_part)  # each holds one part's series only
+    assert len({(int(sid[i]), int(t_arr[i])) for i in late}) >= 8  # in arrival order, not yet deduplicated
+    for integrate in (False, True):
+        a, c = _state(), _state()
+        want = separate(a, sid, t_arr, v, integrate, 15 * MIN)
+        assert fused(c, sid, t_arr, v, integrate, 15 * MIN, threads=2) == want
+        _assert_same(a, c)

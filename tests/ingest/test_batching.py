@@ -82,7 +82,8 @@ async def test_next_batch_wakes_when_full() -> None:
 
 async def test_acks_go_out_in_arrival_order_within_the_window() -> None:
     sent: list[int] = []
-    acks = AckSequencer(lambda mid, qos: sent.append(mid), limit=3)
+    writes: list[list[int]] = []
+    acks = AckSequencer(lambda mids: (writes.append(mids), sent.extend(mids)), limit=3)
     t1, t2, t3 = acks.open(1, 1), acks.open(2, 1), acks.open(3, 0)
     assert acks.in_flight == 3
     room = asyncio.create_task(acks.wait_for_room())
@@ -92,8 +93,9 @@ async def test_acks_go_out_in_arrival_order_within_the_window() -> None:
     assert sent == [] and acks.in_flight == 3
     acks.settle(t1)
     assert sent == [1, 2] and acks.in_flight == 1  # QoS 0 (3) still holds its place
+    assert writes == [[1, 2]]  # released together, acknowledged in one write
     await asyncio.wait_for(room, 1)
     acks.settle(t3)
     assert sent == [1, 2] and acks.in_flight == 0 and acks.acked == 3  # QoS 0 needs no PUBACK
     with pytest.raises(ValueError, match="limit"):
-        AckSequencer(lambda mid, qos: None, 0)
+        AckSequencer(lambda mids: None, 0)
