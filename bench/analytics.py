@@ -51,7 +51,9 @@ of kernel variants in one process, thread CPU time or wall, medians of 7-9):
   reading, +2 ms to the scan); a thread reads only the blocks of its own half and both read the mixed blocks
   (the redeliveries at the end, the block where a time step passes from one half to the other). Each thread
   sorts its own late readings (the sort was serial).
-- tried and dropped: exact run edges noted by the late scan (a store per reading: +4 ms to the scan, which
+- tried and dropped: the hot row split into a 32-byte row for the tight loop and a second row for the rest
+  (two threads 30.8 vs 29.9 ms, one 47.4 vs 46.6: no gain, though a stripped loop had shown one); exact run
+  edges noted by the late scan (a store per reading: +4 ms to the scan, which
   ate the gain); booking only the anchor (the run at its end) with everything else unchanged: no gain
   alone (56.4 vs 58.7 ms: the loop was not bound by its additions); the redelivery test inside the tight
   loop: the loop compiled 3.5× slower (121 vs 35 ms) though the branch was never taken; larger chunks
