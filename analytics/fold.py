@@ -306,13 +306,12 @@ def _segments(parts: np.ndarray, n: int) -> np.ndarray:
 
 @njit(cache=True, boundscheck=False, parallel=True)
 def _late_two_threads(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # `_late` with the batch's halves scanned at once, in arrival order (each thread sorts its own), and the batch
-    # cut into segments (`_segments`). The second
-    # half starts from nothing; its readings that came before any later reading of their series there were
-    # compared with nothing from the first half, and they are the series' first readings in it: if any is not
-    # newer than the first half's newest of its series (rare: streams move forward), the second half is scanned
-    # again, from the first half's newest. `newest` is left as the first half (or that rescan) made it; nothing
-    # reads it afterwards.
+    # `_late` with the batch's halves scanned at once, left in arrival order (each thread sorts its own), and the
+    # batch cut into segments (`_segments`). The second half starts from nothing; its readings that came before
+    # any later reading of their series there were compared with nothing from the first half, and they are the
+    # series' first readings in it: if any is not newer than the first half's newest of its series (rare: streams
+    # move forward), the second half is scanned again, from the first half's newest. `newest` is left as the
+    # first half (or that rescan) made it; nothing reads it afterwards.
     n = sid.shape[0]
     h = n // 2 // _BLOCK * _BLOCK
     split = newest.shape[0] // 2
