@@ -24,7 +24,7 @@ range of series. Measurements and what did not pay: bench/analytics.py.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from analytics.kernels import (
     BEIJING_OFFSET_MS,
@@ -60,7 +60,7 @@ _AT = 1  # anchor time (_NO_TS: none yet)
 _LIM = 2  # newest time a reading may have to take the common path: end of the held cells, before a late one
 _RUN = 3  # the run of common steps not yet booked: counters, the anchor value it starts from; power, its energy
 _HI = 4  # end of the held cells (_NO_TS: none held)
-_NL = 5  # position in the late records of the series' next late reading
+_NL = 5  # row of the series' next late reading in the late records (`_late_records`)
 _NLTS = 6  # its time (_END_TS: none left)
 _NLV = 7  # its value
 # Per series, the window sums only the rare path touches (float64).
@@ -184,11 +184,14 @@ def _common_step(s: int, t: int, v: float, integrate: bool, max_gap_ms: int, hot
     # merge before it: only the anchor moves (and a power series' run), the run is booked when it ends (_flush).
     at = hot_i[s, _AT]
     av = hot[s, _AV]
+    # One branch, not three: `&` evaluates every test, and 0 < t - at <= max_gap_ms is one unsigned compare
+    # (wrapping: numba's integer arithmetic has no overflow flags).
+    in_step = (uint64(t) - uint64(at) - uint64(1) < uint64(max_gap_ms)) & (t <= hot_i[s, _LIM])
     if integrate:
-        if np.isnan(av) or t > hot_i[s, _LIM] or t - at > max_gap_ms:
+        if not (in_step & (not np.isnan(av))):
             return False
         hot[s, _RUN] += 0.5 * (av + v) * (t - at) / HOUR_MS
-    elif not (v - av >= 0.0 and t <= hot_i[s, _LIM] and t - at <= max_gap_ms):
+    elif not (in_step & (v - av >= 0.0)):
         return False
     hot[s, _AV] = v
     hot_i[s, _AT] = t
@@ -197,14 +200,61 @@ def _common_step(s: int, t: int, v: float, integrate: bool, max_gap_ms: int, hot
 
 @njit(cache=True, inline="always")
 def _next_late(s: int, hot: np.ndarray, hot_i: np.ndarray, late_rec: np.ndarray, late_i: np.ndarray) -> None:
-    # Move the series on to its next late reading.
-    p = hot_i[s, _NL] + 1
-    hot_i[s, _NL] = p
-    if p < late_i.shape[0] and late_i[p, 2] == s:
-        hot_i[s, _NLTS] = late_i[p, 0]
-        hot[s, _NLV] = late_rec[p, 1]
-    else:
-        hot_i[s, _NLTS] = _END_TS
+    # Move the series on to its next late reading: its record holds the one after (`_late_records`).
+    k = hot_i[s, _NL]
+    hot_i[s, _NL] = late_i[k, 0]
+    hot_i[s, _NLTS] = late_i[k, 1]
+    hot[s, _NLV] = late_rec[k, 2]
+
+
+@njit(cache=True)
+def _late_records(late: np.ndarray, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, hot: np.ndarray,
+                  hot_i: np.ndarray) -> np.ndarray:
+    # Compact records of the late readings (`late`: sorted by series and time), one a row, with each series'
+    # first late reading put in its hot row. A row holds what a series needs when it passes the reading: the
+    # series' next late reading (its row, time and value; the last row, the end, says none left: _END_TS). The
+    # rows go in the order of the readings' times, so as the batch's streams move on in time (each series
+    # meeting its late readings in time order, all series at once) the rows are read one after another, not
+    # each a cache miss (a counting sort by time bucket: the order only has to be near).
+    n_late = late.shape[0]
+    rec = np.empty((n_late + 1, 4))
+    rec_i = rec.view(np.int64)
+    rec_i[n_late, 0] = n_late
+    rec_i[n_late, 1] = _END_TS
+    rec[n_late, 2] = 0.0
+    if n_late == 0:
+        return rec
+    lt = ts[late]
+    t_lo = lt.min()
+    scale = n_late / (float(lt.max() - t_lo) + 1.0)
+    bucket = np.empty(n_late, dtype=np.int64)
+    row = np.zeros(n_late + 1, dtype=np.int64)
+    for p in range(n_late):
+        b = min(n_late - 1, int((lt[p] - t_lo) * scale))
+        bucket[p] = b
+        row[b + 1] += 1
+    for b in range(n_late):
+        row[b + 1] += row[b]
+    for p in range(n_late):
+        b = bucket[p]
+        bucket[p] = row[b]  # now the row of reading p
+        row[b] += 1
+    for p in range(n_late):
+        s = sid[late[p]]
+        k = bucket[p]
+        if p + 1 < n_late and sid[late[p + 1]] == s:
+            rec_i[k, 0] = bucket[p + 1]
+            rec_i[k, 1] = lt[p + 1]
+            rec[k, 2] = value[late[p + 1]]
+        else:
+            rec_i[k, 0] = n_late
+            rec_i[k, 1] = _END_TS
+            rec[k, 2] = 0.0
+        if p == 0 or sid[late[p - 1]] != s:
+            hot_i[s, _NL] = k
+            hot_i[s, _NLTS] = lt[p]
+            hot[s, _NLV] = value[late[p]]
+    return rec
 
 
 @njit(cache=True, inline="always")
@@ -214,9 +264,9 @@ def _common_chunk(c0: int, c1: int, integrate: bool, filtered: bool, part_lo: in
     # The common path over readings c0..c1-1 (of series part_lo..part_hi-1 when `filtered`); the readings it
     # cannot take go to `deferred` (how many is returned) and their series' limit is set aside.
     n_deferred = 0
-    for i in range(c0, c1):
-        s = sid[i]
-        if filtered and (s < part_lo or s >= part_hi):
+    for i in range(uint64(c0), uint64(c1)):  # unsigned, as in _late_scan
+        s = uint64(sid[i])
+        if filtered and (s < uint64(part_lo) or s >= uint64(part_hi)):
             continue
         t = ts[i]
         if t <= hot_i[s, _AT]:
@@ -233,10 +283,11 @@ def _late_scan(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start: int, 
                first: np.ndarray, track_first: bool) -> int:
     # Readings start..end-1 not newer than `newest` of their series or an earlier arrival: their indices go to
     # buf[start:], how many is returned; `newest` is updated. With `track_first`, first[s] is the time of the
-    # series' first reading in the range.
+    # series' first reading in the range. Indices are unsigned: numba then leaves out the fix-up of negative
+    # indices, a third of the loop's instructions.
     m = 0
-    for i in range(start, end):
-        s = sid[i]
+    for i in range(uint64(start), uint64(end)):
+        s = uint64(sid[i])
         t = ts[i]
         old = newest[s]
         if t > old:
@@ -244,7 +295,7 @@ def _late_scan(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start: int, 
             if track_first and old == _NO_TS:
                 first[s] = t
         else:
-            buf[start + m] = i
+            buf[uint64(start + m)] = i
             m += 1
     return m
 
@@ -257,21 +308,23 @@ def _late_scan_blocks(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start
     # The body repeats `_late_scan`'s on purpose: the one shared as an inline function made the one-thread
     # scan 3x slower (fold on one thread 147 vs 50 ms).
     m = 0
-    for b0 in range(start, end, _BLOCK):
+    u_end = uint64(end)
+    u_split = uint64(split)
+    for b0 in range(uint64(start), u_end, uint64(_BLOCK)):
         seen = 0
-        for i in range(b0, min(end, b0 + _BLOCK)):
-            s = sid[i]
+        for i in range(b0, min(u_end, b0 + uint64(_BLOCK))):
+            s = uint64(sid[i])
             t = ts[i]
-            seen |= 2 if s >= split else 1
+            seen |= 2 if s >= u_split else 1
             old = newest[s]
             if t > old:
                 newest[s] = t
                 if track_first and old == _NO_TS:
                     first[s] = t
             else:
-                buf[start + m] = i
+                buf[uint64(start + m)] = i
                 m += 1
-        parts[b0 // _BLOCK] = seen
+        parts[b0 // uint64(_BLOCK)] = seen
     return m
 
 
@@ -419,24 +472,12 @@ def _fold_part(
         sums[s, _HE] = 0.0
         sums[s, _QE] = 0.0
         hot_i[s, _HI] = _NO_TS
-        hot_i[s, _NL] = 0
+        hot_i[s, _NL] = late.shape[0]  # the end record (`_late_records`)
         hot_i[s, _NLTS] = _END_TS
         hot[s, _NLV] = 0.0
         book[s, _FLAGS] = 0
-    n_late = late.shape[0]
-    # Compact records (time, value, series; 32 bytes): merging walks them in order instead of jumping through
-    # the batch, and one cache line holds what a merge reads.
-    late_rec = np.empty((n_late, 4))
+    late_rec = _late_records(late, sid, ts, value, hot, hot_i)
     late_i = late_rec.view(np.int64)
-    for p in range(n_late):
-        late_i[p, 0] = ts[late[p]]
-        late_rec[p, 1] = value[late[p]]
-        late_i[p, 2] = sid[late[p]]
-    for p in range(n_late - 1, -1, -1):
-        s = late_i[p, 2]
-        hot_i[s, _NL] = p
-        hot_i[s, _NLTS] = late_i[p, 0]
-        hot[s, _NLV] = late_rec[p, 1]
     left_out = 0
     dropped = 0
     # The batch goes in chunks: first the common path over the chunk (a tight loop: only the anchor moves, the
