@@ -208,14 +208,52 @@ def _next_late(s: int, hot: np.ndarray, hot_i: np.ndarray, late_rec: np.ndarray,
 
 
 @njit(cache=True)
-def _late_records(late: np.ndarray, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, hot: np.ndarray,
-                  hot_i: np.ndarray) -> np.ndarray:
-    # Compact records of the late readings (`late`: sorted by series and time), one a row, with each series'
-    # first late reading put in its hot row. A row holds what a series needs when it passes the reading: the
-    # series' next late reading (its row, time and value; the last row, the end, says none left: _END_TS). The
-    # rows go in the order of the readings' times, so as the batch's streams move on in time (each series
-    # meeting its late readings in time order, all series at once) the rows are read one after another, not
-    # each a cache miss (a counting sort by time bucket: the order only has to be near).
+def _time_order(key: np.ndarray) -> np.ndarray:
+    # Stable argsort of `key` (int64): an LSD radix sort of key - min, 11 bits a pass, as many passes as its
+    # range needs (a batch's late readings span minutes to hours: 2-3 passes), where a comparison sort of the
+    # ~50,000 late readings of a large batch took ~1.5 ms. Few keys: a merge sort.
+    n = key.shape[0]
+    if n < 256:
+        return np.argsort(key, kind="mergesort")
+    lo = key.min()
+    span = uint64(key.max() - lo)
+    passes = 0
+    while passes < 6 and (span >> uint64(11 * passes)) != uint64(0):
+        passes += 1
+    digits = np.empty(n, dtype=np.uint64)  # key - lo, as the passes leave it ordered
+    count = np.zeros((passes, 2049), dtype=np.int64)
+    for j in range(n):
+        x = uint64(key[j] - lo)
+        digits[j] = x
+        for d in range(passes):
+            count[d, ((x >> uint64(11 * d)) & uint64(2047)) + uint64(1)] += 1
+    order = np.arange(n)
+    digits_b = np.empty(n, dtype=np.uint64)
+    order_b = np.empty(n, dtype=np.int64)
+    for d in range(passes):
+        for b in range(2048):
+            count[d, b + 1] += count[d, b]
+        shift = uint64(11 * d)
+        for j in range(n):
+            x = digits[j]
+            at = count[d, (x >> shift) & uint64(2047)]
+            count[d, (x >> shift) & uint64(2047)] = at + 1
+            digits_b[at] = x
+            order_b[at] = order[j]
+        digits, digits_b = digits_b, digits
+        order, order_b = order_b, order
+    return order
+
+
+@njit(cache=True)
+def _late_records(late: np.ndarray, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, part_lo: int,
+                  part_hi: int, hot: np.ndarray, hot_i: np.ndarray) -> np.ndarray:
+    # Compact records of the late readings (`late`, of series part_lo..part_hi-1: indices in arrival order, a
+    # (series, time) maybe more than once), each series' first late reading put in its hot row. A row holds what
+    # a series needs when it passes the reading: its next late reading (row, time, value; the last row, the end,
+    # says none left: _END_TS). Rows are in time order (stable: of one (series, time), the last arrival's value
+    # is kept, as in `sort_dedupe`), so as the streams move on in time (each series meeting its late readings in
+    # time order, all series at once) the rows are read near one after another, not each a cache miss.
     n_late = late.shape[0]
     rec = np.empty((n_late + 1, 4))
     rec_i = rec.view(np.int64)
@@ -224,36 +262,47 @@ def _late_records(late: np.ndarray, sid: np.ndarray, ts: np.ndarray, value: np.n
     rec[n_late, 2] = 0.0
     if n_late == 0:
         return rec
-    lt = ts[late]
-    t_lo = lt.min()
-    scale = n_late / (float(lt.max() - t_lo) + 1.0)
-    bucket = np.empty(n_late, dtype=np.int64)
-    row = np.zeros(n_late + 1, dtype=np.int64)
+    # Gathered in arrival order (the batch read forward), then put in time order (compact arrays, in cache).
+    a_sid = np.empty(n_late, dtype=np.int64)
+    a_ts = np.empty(n_late, dtype=np.int64)
+    a_value = np.empty(n_late)
     for p in range(n_late):
-        b = min(n_late - 1, int((lt[p] - t_lo) * scale))
-        bucket[p] = b
-        row[b + 1] += 1
-    for b in range(n_late):
-        row[b + 1] += row[b]
-    for p in range(n_late):
-        b = bucket[p]
-        bucket[p] = row[b]  # now the row of reading p
-        row[b] += 1
-    for p in range(n_late):
-        s = sid[late[p]]
-        k = bucket[p]
-        if p + 1 < n_late and sid[late[p + 1]] == s:
-            rec_i[k, 0] = bucket[p + 1]
-            rec_i[k, 1] = lt[p + 1]
-            rec[k, 2] = value[late[p + 1]]
+        i = late[p]
+        a_sid[p] = sid[i]
+        a_ts[p] = ts[i]
+        a_value[p] = value[i]
+    order = _time_order(a_ts)
+    # Per series while linking: its last row so far, and where that row's value is kept (the row before, or -1:
+    # the hot row), for a later arrival of the same time to replace.
+    tail = np.full(part_hi - part_lo, -1, dtype=np.int64)
+    before = np.empty(part_hi - part_lo, dtype=np.int64)
+    for q in range(n_late):
+        p = order[q]
+        s = a_sid[p]
+        t = a_ts[p]
+        v = a_value[p]
+        j = s - part_lo
+        r = tail[j]
+        if r < 0:
+            hot_i[s, _NL] = q
+            hot_i[s, _NLTS] = t
+            hot[s, _NLV] = v
+            before[j] = -1
+        elif t == a_ts[order[r]]:
+            if before[j] < 0:
+                hot[s, _NLV] = v
+            else:
+                rec[before[j], 2] = v
+            continue  # row q is left unused
         else:
-            rec_i[k, 0] = n_late
-            rec_i[k, 1] = _END_TS
-            rec[k, 2] = 0.0
-        if p == 0 or sid[late[p - 1]] != s:
-            hot_i[s, _NL] = k
-            hot_i[s, _NLTS] = lt[p]
-            hot[s, _NLV] = value[late[p]]
+            rec_i[r, 0] = q
+            rec_i[r, 1] = t
+            rec[r, 2] = v
+            before[j] = r
+        tail[j] = q
+        rec_i[q, 0] = n_late
+        rec_i[q, 1] = _END_TS
+        rec[q, 2] = 0.0
     return rec
 
 
@@ -330,13 +379,12 @@ def _late_scan_blocks(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start
 
 @njit(cache=True, boundscheck=False)
 def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np.ndarray:
-    # Indices of the late readings (not newer than `newest` of their series or an earlier arrival), sorted by
-    # (sid, ts), the last arrival of each (sid, ts). `newest` is updated.
+    # Indices of the late readings (not newer than `newest` of their series or an earlier arrival), in arrival
+    # order. `newest` is updated.
     n = sid.shape[0]
     buf = np.empty(n, dtype=np.int64)  # not zeroed: only the pages of the late readings get touched
     m = _late_scan(sid, ts, newest, 0, n, buf, buf, False)
-    late = buf[:m]
-    return late[sort_dedupe(sid[late], ts[late])]
+    return buf[:m].copy()  # not a view: it would keep the whole buffer alive
 
 
 @njit(cache=True)
@@ -395,7 +443,8 @@ def late_readings(sid: np.ndarray, ts: np.ndarray, n_series: int) -> np.ndarray:
         ts: timestamp per reading (ms).
         n_series: number of series.
     """
-    return _late(sid, ts, np.full(n_series, _NO_TS, dtype=np.int64))
+    late = _late(sid, ts, np.full(n_series, _NO_TS, dtype=np.int64))
+    return late[sort_dedupe(sid[late], ts[late])]
 
 
 @njit(cache=True)
@@ -449,9 +498,9 @@ def _fold_part(
     quarter_covered: np.ndarray,
     quarter_quality: np.ndarray,
 ) -> tuple[int, int]:
-    # fold_batch for the series part_lo..part_hi-1, given their late readings (`_late`), over the readings of
-    # the `segments` ([start, end, part]) of this `part` or _MIXED; in _MIXED ones the readings of other series
-    # are passed over.
+    # fold_batch for the series part_lo..part_hi-1, given their late readings (`_late`: in arrival order), over
+    # the readings of the `segments` ([start, end, part]) of this `part` or _MIXED; in _MIXED ones the readings
+    # of other series are passed over.
     n = sid.shape[0]
     n_series = anchor_value.shape[0]
     n_hours = hour_energy.shape[1]
@@ -476,7 +525,7 @@ def _fold_part(
         hot_i[s, _NLTS] = _END_TS
         hot[s, _NLV] = 0.0
         book[s, _FLAGS] = 0
-    late_rec = _late_records(late, sid, ts, value, hot, hot_i)
+    late_rec = _late_records(late, sid, ts, value, part_lo, part_hi, hot, hot_i)
     late_i = late_rec.view(np.int64)
     left_out = 0
     dropped = 0
@@ -704,7 +753,6 @@ def _fold_parts(parts: int, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, 
         lo = n_series * k // parts
         hi = n_series * (k + 1) // parts
         own = late[(late_sid >= lo) & (late_sid < hi)]
-        own = own[sort_dedupe(sid[own], ts[own])]
         left_out, dropped = _fold_part(
             lo, hi, segments, k, own, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start,
             day_end, today, month_start, month_end, month, first_hour, hour_energy, hour_covered, hour_quality,

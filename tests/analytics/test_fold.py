@@ -215,3 +215,16 @@ def test_two_threads_read_only_their_segments_of_a_batch_in_long_runs_and_fold_t
         want = separate(a, sid, t_arr, v, integrate, 15 * MIN)
         assert fused(c, sid, t_arr, v, integrate, 15 * MIN, threads=2) == want
         _assert_same(a, c)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 3_000), st.sampled_from([1, 1_000, 2**40, 2**63 - 1]))
+def test_the_late_readings_time_order_is_a_stable_sort(seed: int, n: int, span: int) -> None:
+    # fold._time_order (a radix sort past 256 keys): ties keep arrival order, so the last arrival of a (series,
+    # time) is the one kept; spans up to the whole int64 range.
+    rng = np.random.default_rng(seed)
+    key = rng.integers(-(span // 2) - 1, span // 2 + 1, n, dtype=np.int64)
+    key[rng.random(n) < 0.2] = key[0] if n else 0  # ties
+    if span == 2**63 - 1 and n >= 2:
+        key[:2] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    np.testing.assert_array_equal(fold._time_order(key), np.argsort(key, kind="stable"))
