@@ -350,13 +350,16 @@ def _late_scan(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start: int, 
 
 
 @njit(cache=True, boundscheck=False, inline="always")
-def _late_scan_blocks(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start: int, end: int, buf: np.ndarray,
-                      first: np.ndarray, track_first: bool, split: int, parts: np.ndarray) -> int:
-    # `_late_scan` over whole _BLOCKs (start a multiple of _BLOCK) that also notes in parts[b] which halves of
-    # the series block b holds: 1 the lower (below `split`), 2 the upper, 3 both (a register OR per reading).
+def _late_scan_blocks(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start: int, end: int, buf_lo: np.ndarray,
+                      buf_hi: np.ndarray, first: np.ndarray, track_first: bool, split: int,
+                      parts: np.ndarray) -> tuple[int, int]:
+    # `_late_scan` over whole _BLOCKs (start a multiple of _BLOCK), the late readings of series below `split` to
+    # buf_lo[start:], the others to buf_hi[start:] (how many of each is returned), that also notes in parts[b]
+    # which halves of the series block b holds: 1 the lower, 2 the upper, 3 both (a register OR per reading).
     # The body repeats `_late_scan`'s on purpose: the one shared as an inline function made the one-thread
     # scan 3x slower (fold on one thread 147 vs 50 ms).
-    m = 0
+    m_lo = 0
+    m_hi = 0
     u_end = uint64(end)
     u_split = uint64(split)
     for b0 in range(uint64(start), u_end, uint64(_BLOCK)):
@@ -364,17 +367,21 @@ def _late_scan_blocks(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start
         for i in range(b0, min(u_end, b0 + uint64(_BLOCK))):
             s = uint64(sid[i])
             t = ts[i]
-            seen |= 2 if s >= u_split else 1
+            upper = s >= u_split
+            seen |= 2 if upper else 1
             old = newest[s]
             if t > old:
                 newest[s] = t
                 if track_first and old == _NO_TS:
                     first[s] = t
+            elif upper:
+                buf_hi[uint64(start + m_hi)] = i
+                m_hi += 1
             else:
-                buf[uint64(start + m)] = i
-                m += 1
+                buf_lo[uint64(start + m_lo)] = i
+                m_lo += 1
         parts[b0 // uint64(_BLOCK)] = seen
-    return m
+    return m_lo, m_hi
 
 
 @njit(cache=True, boundscheck=False)
@@ -406,31 +413,37 @@ def _segments(parts: np.ndarray, n: int) -> np.ndarray:
 
 
 @njit(cache=True, boundscheck=False, parallel=True)
-def _late_two_threads(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # `_late` with the batch's halves scanned at once, left in arrival order (each thread sorts its own), and the
-    # batch cut into segments (`_segments`). The second half starts from nothing; its readings that came before
-    # any later reading of their series there were compared with nothing from the first half, and they are the
-    # series' first readings in it: if any is not newer than the first half's newest of its series (rare: streams
-    # move forward), the second half is scanned again, from the first half's newest. `newest` is left as the
-    # first half (or that rescan) made it; nothing reads it afterwards.
+def _late_two_threads(sid: np.ndarray, ts: np.ndarray,
+                      newest: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # `_late` with the batch's halves scanned at once: the late readings of the lower and of the upper half of
+    # the series (each thread's), each in arrival order, and the batch cut into segments (`_segments`). The
+    # second half starts from nothing; its readings that came before any later reading of their series there
+    # were compared with nothing from the first half, and they are the series' first readings in it: if any is
+    # not newer than the first half's newest of its series (rare: streams move forward), the second half is
+    # scanned again, from the first half's newest. `newest` is left as the first half (or that rescan) made it;
+    # nothing reads it afterwards.
     n = sid.shape[0]
     h = n // 2 // _BLOCK * _BLOCK
     split = newest.shape[0] // 2
-    buf = np.empty(n, dtype=np.int64)
+    buf_lo = np.empty(n, dtype=np.int64)  # not zeroed: only the pages of the late readings get touched
+    buf_hi = np.empty(n, dtype=np.int64)
     newest_b = np.full(newest.shape[0], _NO_TS, dtype=np.int64)
     first_b = np.full(newest.shape[0], _END_TS, dtype=np.int64)
     parts = np.empty((n + _BLOCK - 1) // _BLOCK, dtype=np.int64)
-    counts = np.zeros(2, dtype=np.int64)
+    counts = np.zeros((2, 2), dtype=np.int64)
     for k in prange(2):
         if k == 0:
-            counts[0] = _late_scan_blocks(sid, ts, newest, 0, h, buf, first_b, False, split, parts)
+            counts[0, 0], counts[0, 1] = _late_scan_blocks(sid, ts, newest, 0, h, buf_lo, buf_hi, first_b, False,
+                                                           split, parts)
         else:
-            counts[1] = _late_scan_blocks(sid, ts, newest_b, h, n, buf, first_b, True, split, parts)
+            counts[1, 0], counts[1, 1] = _late_scan_blocks(sid, ts, newest_b, h, n, buf_lo, buf_hi, first_b, True,
+                                                           split, parts)
     if np.any(first_b <= newest):
-        counts[1] = _late_scan(sid, ts, newest, h, n, buf, first_b, False)
-    late = np.concatenate((buf[:counts[0]], buf[h:h + counts[1]]))
-    segments = _segments(parts, n)
-    return late, segments
+        counts[1, 0], counts[1, 1] = _late_scan_blocks(sid, ts, newest, h, n, buf_lo, buf_hi, first_b, False,
+                                                       split, parts)
+    late_lo = np.concatenate((buf_lo[:counts[0, 0]], buf_lo[h:h + counts[1, 0]]))
+    late_hi = np.concatenate((buf_hi[:counts[0, 1]], buf_hi[h:h + counts[1, 1]]))
+    return late_lo, late_hi, _segments(parts, n)
 
 
 @njit(cache=True)
@@ -731,32 +744,28 @@ def _fold_one(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: boo
 
 
 @njit(cache=True, parallel=True)
-def _fold_parts(parts: int, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray,
+def _fold_parts(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray,
                 max_gap_ms: int, anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int,
                 today: np.ndarray, month_start: int, month_end: int, month: np.ndarray, first_hour: int,
                 hour_energy: np.ndarray, hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray,
                 first_quarter: int, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
                 quarter_quality: np.ndarray) -> tuple[int, int]:
-    # The late readings are found with the batch's halves scanned at once; then one thread per contiguous range
-    # of series. A series' state, cells and readings belong to one range, so the threads share nothing they
-    # write. Where the batch comes in long runs of one range's series (a stream in time order, series by series:
-    # `_late_two_threads` finds them), each thread reads only its runs; otherwise each reads the whole batch and
-    # takes only its own readings.
+    # fold_batch on two threads. The late readings are found with the batch's halves scanned at once; then one
+    # thread for each half of the series. A series' state, cells and readings belong to one half, so the
+    # threads share nothing they write. Where the batch comes in long runs of one half's series (a stream in
+    # time order, series by series: `_late_two_threads` finds them), each thread reads only its runs; otherwise
+    # each reads the whole batch and takes only its own readings.
     n_series = anchor_value.shape[0]
-    n = sid.shape[0]
-    late, segments = _late_two_threads(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
-    late_sid = sid[late]  # in arrival order
-    if parts != 2:
-        segments = np.array([[0, n, _MIXED]], dtype=np.int64)
-    out = np.zeros((parts, 2), dtype=np.int64)
-    for k in prange(parts):
-        lo = n_series * k // parts
-        hi = n_series * (k + 1) // parts
-        own = late[(late_sid >= lo) & (late_sid < hi)]
+    late_lo, late_hi, segments = _late_two_threads(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
+    out = np.zeros((2, 2), dtype=np.int64)
+    for k in prange(2):
+        lo = n_series * k // 2
+        hi = n_series * (k + 1) // 2
         left_out, dropped = _fold_part(
-            lo, hi, segments, k, own, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start,
-            day_end, today, month_start, month_end, month, first_hour, hour_energy, hour_covered, hour_quality,
-            demand_row, first_quarter, quarter_energy, quarter_covered, quarter_quality)
+            lo, hi, segments, k, late_lo if k == 0 else late_hi, sid, ts, value, integrate, modulus, max_gap_ms,
+            anchor_value, anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour,
+            hour_energy, hour_covered, hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered,
+            quarter_quality)
         out[k, 0] = left_out
         out[k, 1] = dropped
     return int(out[:, 0].sum()), int(out[:, 1].sum())
@@ -816,7 +825,7 @@ def fold_batch(
         parts) that fell outside the hourly columns.
     """
     if sid.shape[0] >= PARALLEL_MIN_READINGS and anchor_value.shape[0] >= 2:
-        return _fold_parts(2, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start,
+        return _fold_parts(sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start,
                            day_end, today, month_start, month_end, month, first_hour, hour_energy, hour_covered,
                            hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered, quarter_quality)
     return _fold_one(sid, ts, value, integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start, day_end,
@@ -835,6 +844,6 @@ def warm_up() -> None:
         fold_batch(sid, ts, v, integrate, np.zeros(1), 60_000, np.full(1, np.nan), np.zeros(1, dtype=np.int64),
                    0, 1, np.zeros(1), 0, 1, np.zeros(1), 0, energy, covered, qual, np.zeros(1, dtype=np.int64), 0,
                    energy, covered, qual)
-        _fold_parts(2, sid, ts, v, integrate, np.zeros(1), 60_000, np.full(1, np.nan), np.zeros(1, dtype=np.int64),
+        _fold_parts(sid, ts, v, integrate, np.zeros(1), 60_000, np.full(1, np.nan), np.zeros(1, dtype=np.int64),
                     0, 1, np.zeros(1), 0, 1, np.zeros(1), 0, energy, covered, qual, np.zeros(1, dtype=np.int64), 0,
                     energy, covered, qual)

@@ -63,7 +63,7 @@ def fused(st_: dict[str, np.ndarray], sid: np.ndarray, ts: np.ndarray, v: np.nda
     thread, 2-3 on the other, as fold_batch runs batches of `fold.PARALLEL_MIN_READINGS` or more)."""
     if threads > 1:
         return fold._fold_parts(  # type: ignore[no-any-return]
-            threads, sid, ts, v, integrate, np.full(N_SERIES, MODULUS), max_gap, st_["anchor"], st_["anchor_ts"],
+            sid, ts, v, integrate, np.full(N_SERIES, MODULUS), max_gap, st_["anchor"], st_["anchor_ts"],
             *WINDOWS["day"], st_["today"], *WINDOWS["month"], st_["month"], WINDOWS["first_hour"], st_["he"],
             st_["hc"], st_["hq"], DEMAND_ROW, WINDOWS["first_quarter"], st_["qe"], st_["qc"], st_["qq"])
     return fold_batch(sid, ts, v, integrate, np.full(N_SERIES, MODULUS), max_gap, st_["anchor"], st_["anchor_ts"],
@@ -202,14 +202,18 @@ def test_two_threads_read_only_their_segments_of_a_batch_in_long_runs_and_fold_t
     sid = np.array([r[0] for r in arr], dtype=np.int64)
     t_arr = np.array([r[1] for r in arr], dtype=np.int64)
     v = np.array([r[2] for r in arr])
-    late, segments = fold._late_two_threads(sid, t_arr, np.full(N_SERIES, np.iinfo(np.int64).min))
+    late_lo, late_hi, segments = fold._late_two_threads(sid, t_arr, np.full(N_SERIES, np.iinfo(np.int64).min))
     assert (segments[:-1, 1] == segments[1:, 0]).all() and segments[0, 0] == 0 and segments[-1, 1] == len(arr)
     one_part = segments[segments[:, 2] != fold._MIXED]
     assert one_part[:, 1].sum() - one_part[:, 0].sum() > len(rows) // 2  # most readings: one thread reads them
     assert segments[-1, 2] == fold._MIXED  # the redeliveries and stragglers at the end: both threads read them
     upper = sid >= N_SERIES // 2
     assert all(set(upper[a:z]) == {bool(p)} for a, z, p in one_part)  # each holds one part's series only
-    assert len({(int(sid[i]), int(t_arr[i])) for i in late}) >= 8  # in arrival order, not yet deduplicated
+    # Each thread's late readings: its half of the series, in arrival order, not yet deduplicated.
+    assert (sid[late_lo] < N_SERIES // 2).all() and (sid[late_hi] >= N_SERIES // 2).all()
+    assert (np.diff(late_lo) > 0).all() and (np.diff(late_hi) > 0).all()
+    late = np.concatenate([late_lo, late_hi])
+    assert len({(int(sid[i]), int(t_arr[i])) for i in late}) >= 8 and len(late) >= 200
     for integrate in (False, True):
         a, c = _state(), _state()
         want = separate(a, sid, t_arr, v, integrate, 15 * MIN)
