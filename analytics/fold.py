@@ -8,7 +8,8 @@ counter steps as the difference of its ends (one rounding where adding step afte
 
 Why it is fast: streams arrive time-ordered per series, so a batch needs no sort. A first pass over
 `(sid, ts)` finds the *late* readings (not newer than the series' anchor or an earlier arrival: redeliveries,
-out-of-order points); only those are sorted (usually ~1 % of the batch) and copied out as compact records.
+out-of-order points); only those (usually ~1 % of the batch) are sorted, by time, and copied out as compact
+records, each linked to its series' next.
 Then the batch goes in chunks, in arrival order. A tight loop takes the common case, a continuous step inside
 the window cells the series holds (its hour, and its quarter for a demand series), by moving the anchor in the
 series' 64-byte hot row and nothing else; the run's energy is booked into the cells when it ends. It sets aside

@@ -60,10 +60,28 @@ of kernel variants in one process, thread CPU time or wall, medians of 7-9):
   (16 K: 62 ms, 64 K: 71 ms vs 4 K: 56 ms; 1 K: 61 ms); unsigned series indices (no change); software
   prefetch (earlier version: slower or no change); two threads each scanning the whole batch for the late
   readings (no faster than one: bandwidth; hence the halves).
-- why 0.25 is out of reach for now: any reading may be redelivered late, so the late readings must be known
-  before the first reading of their series is taken; the late pass alone takes ~40 % of the time 0.25 allows
-  (10 M readings × 24 B at 25 % of ~28 GB/s = 35 ms), and the common path's floor is about as much again.
-  Two threads gain 1.3-1.5× with the second core free; with the other core busy they are slower than one.
+- then (paired runs against the previous commit in one process, medians of 12-21, two threads:
+  30.0 -> 22.2 ms, one thread 46 -> 37-40 ms; a scratch rdtsc breakdown per phase):
+  - numba fixes up negative indices: every `a[i]` with a signed i became sar/and/lea before the load, a third
+    of the late scan's instructions. Unsigned loop and series indices (uint64) leave it out: the two-thread late
+    scan (`_late_two_threads`) went from 14.5 to 5.7 ms, the memory's pace (16 B a reading at ~28 GB/s), and
+    the block notes (which half of the series a block holds) no longer cost anything; one thread's part of the
+    fold, alone, from 19.2 to 17.4 ms. Paired two-thread fold: 30.0 -> 24.5 ms.
+  - the common step's three tests (late or gap, limit, counter not falling) as one unsigned compare and a
+    bitwise and: the stripped loop 15.6 -> 13.4 ms, the fold 24.5 -> 23.5 ms.
+  - each thread's late readings were sorted by (series, time) and each record read at a redelivery was a cache
+    miss; now one stable radix sort by time (fold._time_order, 0.3 ms for 50,000) lays the records out in the
+    order the streams meet them, each linked to its series' next.
+  - where the 22 ms go now: late scan 5.6 ms (two threads, at the memory's pace), then each thread: tight loop
+    12.4 ms (5.5 M readings: its half and the mixed blocks), readings set aside 1.0 ms, redeliveries passed by
+    0.5 ms, late records and state set-up 1.2 ms. The loop reads 24 B a reading at ~21 GB/s for the two.
+  - tried and dropped: 24- or 32-byte hot rows (the rest in a cold row): a stripped loop was 20 % faster, the
+    fold was not (paired, medians of 20: 23.0 vs 22.2 ms; the readings set aside then miss the cold row);
+    blocks of 128 or 256 readings instead of 512 (no change); touching the hot row 8-32 readings ahead (slower);
+    the late check folded into the common step's compare (two threads no faster, one thread slower).
+- what bounds it: any reading may be redelivered late, so the late readings must be known before the first
+  reading of their series is taken: the batch is read twice (16 + 24 B a reading), 13 ms at ~32 GB/s.
+  Two threads gain ~1.7× with the second core free; with the other core busy they are slower than one.
 """
 
 from __future__ import annotations
@@ -86,7 +104,7 @@ if str(ROOT) not in sys.path:
 
 from analytics import fold  # noqa: E402
 from analytics import kernels as k  # noqa: E402
-from analytics.fold import fold_batch, late_readings  # noqa: E402
+from analytics.fold import fold_batch  # noqa: E402
 from analytics.service import AnalyticsService  # noqa: E402
 from parkmodel.codec import telemetry_payload  # noqa: E402
 from parkmodel.registry import parse_registry  # noqa: E402
@@ -358,7 +376,8 @@ def main() -> None:
         return new_state(lay, resident=True)
 
     stages: dict[str, tuple[Callable[..., Any], Callable[[], Any] | None]] = {
-        "late_readings (first pass of fold)": (lambda: late_readings(sid, ts, devices), None),
+        "late scan of fold (2 threads)": (
+            lambda: fold._late_two_threads(sid, ts, np.full(devices, np.iinfo(np.int64).min)), None),
         "before, sort_dedupe": (lambda: k.sort_dedupe(sid, ts), None),
         "before, separate kernels": (lambda out: separate_pipeline(sid, ts, value, lay, out), resident),
         "fold_batch (2 threads)": (lambda out: kernel_pipeline(sid, ts, value, lay, out), resident),
