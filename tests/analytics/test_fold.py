@@ -232,3 +232,9 @@ def test_the_late_readings_time_order_is_a_stable_sort(seed: int, n: int, span: 
     if span == 2**63 - 1 and n >= 2:
         key[:2] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
     np.testing.assert_array_equal(fold._time_order(key), np.argsort(key, kind="stable"))
+
+
+def test_a_negative_max_gap_is_refused() -> None:
+    one = np.zeros(1, dtype=np.int64)
+    with pytest.raises(ValueError, match="max_gap_ms"):
+        fused(_state(), one, one + T0, np.ones(1), False, -1)
