@@ -79,10 +79,16 @@ of kernel variants in one process, thread CPU time or wall, medians of 7-9):
   - tried and dropped: 24- or 32-byte hot rows (the rest in a cold row): a stripped loop was 20 % faster, the
     fold was not (paired, medians of 20: 23.0 vs 22.2 ms; the readings set aside then miss the cold row);
     blocks of 128 or 256 readings instead of 512 (no change); touching the hot row 8-32 readings ahead (slower);
-    the late check folded into the common step's compare (two threads no faster, one thread slower).
+    the late check folded into the common step's compare (two threads no faster, one thread slower); passing a
+    redelivery by inside the tight loop instead of setting it aside (its code got slower: paired, medians of
+    20, 23.2 vs 21.4 ms, as it did before).
 - what bounds it: any reading may be redelivered late, so the late readings must be known before the first
-  reading of their series is taken: the batch is read twice (16 + 24 B a reading), 13 ms at ~32 GB/s.
+  reading of their series is taken: the batch is read twice (16 + 24 B a reading), 13 ms at ~32 GB/s. Past
+  the late scan the fold is bound by its instructions, not the memory (~7 cycles a reading in the tight loop).
   Two threads gain ~1.7× with the second core free; with the other core busy they are slower than one.
+- the bound moves with the host: two threads' numpy sum measured 30-32 GB/s in most runs and 48 GB/s in some
+  (one thread ~28-32 either way), while the fold ran at the same ~390-430 M readings/s; in such a run the
+  fraction is ~0.20 where it is otherwise 0.29-0.34.
 """
 
 from __future__ import annotations
