@@ -24,6 +24,8 @@ range of series. Measurements and what did not pay: bench/analytics.py.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit, prange, uint64
 
@@ -209,10 +211,13 @@ def _next_late(s: int, hot: np.ndarray, hot_i: np.ndarray, late_rec: np.ndarray,
 
 
 @njit(cache=True)
-def _time_order(key: np.ndarray) -> np.ndarray:
+def _time_order(key: np.ndarray, digits: np.ndarray, digits_b: np.ndarray, order: np.ndarray,
+                order_b: np.ndarray) -> np.ndarray:
     # Stable argsort of `key` (int64): an LSD radix sort of key - min, 11 bits a pass, as many passes as its
     # range needs (a batch's late readings span minutes to hours: 2-3 passes): 0.3 ms for the ~50,000 late
     # readings of a thread of bench/analytics.py, where numba's merge sort took 2.9 ms. Few keys: a merge sort.
+    # digits, digits_b (uint64), order, order_b (int64): work arrays at least as long as `key`; the result is
+    # a slice of one of the two order arrays.
     n = key.shape[0]
     if n < 256:
         return np.argsort(key, kind="mergesort")
@@ -221,16 +226,18 @@ def _time_order(key: np.ndarray) -> np.ndarray:
     passes = 0
     while passes < 6 and (span >> uint64(11 * passes)) != uint64(0):
         passes += 1
-    digits = np.empty(n, dtype=np.uint64)  # key - lo, as the passes leave it ordered
+    digits = digits[:n]  # key - lo, as the passes leave it ordered
+    digits_b = digits_b[:n]
+    order = order[:n]
+    order_b = order_b[:n]
     count = np.zeros((passes, 2049), dtype=np.int64)
     for j in range(n):
         x = uint64(key[j] - lo)
         digits[j] = x
         for d in range(passes):
             count[d, ((x >> uint64(11 * d)) & uint64(2047)) + uint64(1)] += 1
-    order = np.arange(n)
-    digits_b = np.empty(n, dtype=np.uint64)
-    order_b = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        order[j] = j
     for d in range(passes):
         for b in range(2048):
             count[d, b + 1] += count[d, b]
@@ -248,7 +255,7 @@ def _time_order(key: np.ndarray) -> np.ndarray:
 
 @njit(cache=True)
 def _late_records(late: np.ndarray, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, part_lo: int,
-                  part_hi: int, hot: np.ndarray, hot_i: np.ndarray) -> np.ndarray:
+                  part_hi: int, hot: np.ndarray, hot_i: np.ndarray, scratch: tuple) -> np.ndarray:  # type: ignore[type-arg]
     # Compact records of the late readings (`late`, of series part_lo..part_hi-1: indices in arrival order, a
     # (series, time) maybe more than once), each series' first late reading put in its hot row. A row holds what
     # a series needs when it passes the reading: its next late reading (row, time, value; the last row, the end,
@@ -256,7 +263,8 @@ def _late_records(late: np.ndarray, sid: np.ndarray, ts: np.ndarray, value: np.n
     # is kept, as in `sort_dedupe`), so as the streams move on in time (each series meeting its late readings in
     # time order, all series at once) the rows are read near one after another, not each a cache miss.
     n_late = late.shape[0]
-    rec = np.empty((n_late + 1, 4))
+    rec, a_sid, a_ts, a_value, digits, digits_b, order, order_b = scratch  # Workspace.scratch(_, n_late)
+    rec = rec[:n_late + 1]
     rec_i = rec.view(np.int64)
     rec_i[n_late, 0] = n_late
     rec_i[n_late, 1] = _END_TS
@@ -264,15 +272,13 @@ def _late_records(late: np.ndarray, sid: np.ndarray, ts: np.ndarray, value: np.n
     if n_late == 0:
         return rec
     # Gathered in arrival order (the batch read forward), then put in time order (compact arrays, in cache).
-    a_sid = np.empty(n_late, dtype=np.int64)
-    a_ts = np.empty(n_late, dtype=np.int64)
-    a_value = np.empty(n_late)
+    a_ts = a_ts[:n_late]
     for p in range(n_late):
         i = late[p]
         a_sid[p] = sid[i]
         a_ts[p] = ts[i]
         a_value[p] = value[i]
-    order = _time_order(a_ts)
+    order = _time_order(a_ts, digits, digits_b, order, order_b)
     # Per series while linking: its last row so far, and where that row's value is kept (the row before, or -1:
     # the hot row), for a later arrival of the same time to replace.
     tail = np.full(part_hi - part_lo, -1, dtype=np.int64)
@@ -488,6 +494,7 @@ def _fold_part(
     segments: np.ndarray,
     part: int,
     late: np.ndarray,
+    scratch: tuple,  # type: ignore[type-arg]
     sid: np.ndarray,
     ts: np.ndarray,
     value: np.ndarray,
@@ -514,12 +521,14 @@ def _fold_part(
 ) -> tuple[int, int]:
     # fold_batch for the series part_lo..part_hi-1, given their late readings (`_late`: in arrival order), over
     # the readings of the `segments` ([start, end, part]) of this `part` or _MIXED; in _MIXED ones the readings
-    # of other series are passed over.
+    # of other series are passed over. `scratch`: work arrays for the late readings (`Workspace`).
     n = sid.shape[0]
     n_series = anchor_value.shape[0]
     n_hours = hour_energy.shape[1]
     n_quarters = quarter_energy.shape[1]
     q_cell = INTEGRATED if integrate else MEASURED  # the quality of every step booked into held cells
+    # Allocated here, not passed in: LLVM then knows they alias none of the arguments, and the tight loop is
+    # scheduled across its stores (passed in, the fold took 26.4 instead of 22.5 ms).
     hot = np.empty((n_series, 8))
     hot_i = hot.view(np.int64)  # the same rows, for the int64 slots (times)
     sums = np.empty((n_series, 4))
@@ -539,7 +548,7 @@ def _fold_part(
         hot_i[s, _NLTS] = _END_TS
         hot[s, _NLV] = 0.0
         book[s, _FLAGS] = 0
-    late_rec = _late_records(late, sid, ts, value, part_lo, part_hi, hot, hot_i)
+    late_rec = _late_records(late, sid, ts, value, part_lo, part_hi, hot, hot_i, scratch)
     late_i = late_rec.view(np.int64)
     left_out = 0
     dropped = 0
@@ -728,42 +737,28 @@ def _newest_of_anchors(anchor_value: np.ndarray, anchor_ts: np.ndarray) -> np.nd
     return newest
 
 
-@njit(cache=True)
-def _fold_one(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray,
-              max_gap_ms: int, anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int,
-              today: np.ndarray, month_start: int, month_end: int, month: np.ndarray, first_hour: int,
-              hour_energy: np.ndarray, hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray,
-              first_quarter: int, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
-              quarter_quality: np.ndarray) -> tuple[int, int]:
-    # fold_batch on one thread.
-    late = _late(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
-    whole = np.array([[0, sid.shape[0], _MIXED]], dtype=np.int64)
-    return _fold_part(0, anchor_value.shape[0], whole, 0, late, sid, ts, value, integrate, modulus, max_gap_ms, anchor_value,
-                      anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour, hour_energy,
-                      hour_covered, hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered,
-                      quarter_quality)
-
-
 @njit(cache=True, parallel=True)
-def _fold_parts(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray,
-                max_gap_ms: int, anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int,
-                today: np.ndarray, month_start: int, month_end: int, month: np.ndarray, first_hour: int,
-                hour_energy: np.ndarray, hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray,
-                first_quarter: int, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
-                quarter_quality: np.ndarray) -> tuple[int, int]:
-    # fold_batch on two threads. The late readings are found with the batch's halves scanned at once; then one
-    # thread for each half of the series. A series' state, cells and readings belong to one half, so the
-    # threads share nothing they write. Where the batch comes in long runs of one half's series (a stream in
-    # time order, series by series: `_late_two_threads` finds them), each thread reads only its runs; otherwise
+def _fold_two(late_lo: np.ndarray, late_hi: np.ndarray, segments: np.ndarray, scratch_lo: tuple,  # type: ignore[type-arg]
+              scratch_hi: tuple, sid: np.ndarray,  # type: ignore[type-arg]
+              ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray, max_gap_ms: int,
+              anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int, today: np.ndarray,
+              month_start: int, month_end: int, month: np.ndarray, first_hour: int, hour_energy: np.ndarray,
+              hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray, first_quarter: int,
+              quarter_energy: np.ndarray, quarter_covered: np.ndarray, quarter_quality: np.ndarray) -> tuple[int, int]:
+    # One thread for each half of the series, given each half's late readings (`_late_two_threads`). A series'
+    # state, cells and readings belong to one half, so the threads share nothing they write. Where the batch
+    # comes in long runs of one half's
+    # series (a stream in time order, series by series: `segments`), each thread reads only its runs; otherwise
     # each reads the whole batch and takes only its own readings.
     n_series = anchor_value.shape[0]
-    late_lo, late_hi, segments = _late_two_threads(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
     out = np.zeros((2, 2), dtype=np.int64)
     for k in prange(2):
         lo = n_series * k // 2
         hi = n_series * (k + 1) // 2
+        own = late_lo if k == 0 else late_hi
+        own_scratch = scratch_lo if k == 0 else scratch_hi
         left_out, dropped = _fold_part(
-            lo, hi, segments, k, late_lo if k == 0 else late_hi, sid, ts, value, integrate, modulus, max_gap_ms,
+            lo, hi, segments, k, own, own_scratch, sid, ts, value, integrate, modulus, max_gap_ms,
             anchor_value, anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour,
             hour_energy, hour_covered, hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered,
             quarter_quality)
@@ -772,7 +767,71 @@ def _fold_parts(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: b
     return int(out[:, 0].sum()), int(out[:, 1].sum())
 
 
-@njit(cache=True, boundscheck=False, error_model="numpy")
+class Workspace(threading.local):
+    """The fold's work arrays, kept from batch to batch, one set a thread.
+
+    Allocated afresh for every batch, they came from the fold's worker threads' malloc arenas, which gave the
+    pages back after every other batch: ~1,500 page faults and +2.5 ms in the next fold of bench/analytics.py.
+    Late-reading arrays for more than `KEEP_MAX_LATE` readings (a rare, huge backfill batch) are not kept.
+    """
+
+    KEEP_MAX_LATE = 1 << 20
+
+    def __init__(self) -> None:
+        self._scratch: list[tuple[np.ndarray, ...] | None] = [None, None]
+
+    def scratch(self, part: int, n_late: int) -> tuple[np.ndarray, ...]:
+        """`_late_records`' work arrays for `n_late` late readings of thread `part` (0 or 1)."""
+        kept = self._scratch[part]
+        if kept is not None and kept[1].shape[0] >= n_late:
+            return kept
+        cap = max(n_late, 1_024)
+        fresh = (np.empty((cap + 1, 4)), np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64), np.empty(cap),
+                 np.empty(cap, dtype=np.uint64), np.empty(cap, dtype=np.uint64), np.empty(cap, dtype=np.int64),
+                 np.empty(cap, dtype=np.int64))
+        if cap <= self.KEEP_MAX_LATE:
+            self._scratch[part] = fresh
+        return fresh
+
+
+_WORKSPACE = Workspace()
+
+
+def _fold_one(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray,
+              max_gap_ms: int, anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int,
+              today: np.ndarray, month_start: int, month_end: int, month: np.ndarray, first_hour: int,
+              hour_energy: np.ndarray, hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray,
+              first_quarter: int, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
+              quarter_quality: np.ndarray) -> tuple[int, int]:
+    """fold_batch on one thread."""
+    n_series = anchor_value.shape[0]
+    late = _late(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
+    whole = np.array([[0, sid.shape[0], _MIXED]], dtype=np.int64)
+    left_out, dropped = _fold_part(
+        0, n_series, whole, 0, late, _WORKSPACE.scratch(0, late.shape[0]), sid, ts, value,
+        integrate, modulus, max_gap_ms, anchor_value, anchor_ts, day_start, day_end, today, month_start, month_end,
+        month, first_hour, hour_energy, hour_covered, hour_quality, demand_row, first_quarter, quarter_energy,
+        quarter_covered, quarter_quality)
+    return int(left_out), int(dropped)
+
+
+def _fold_parts(sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray,
+                max_gap_ms: int, anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int,
+                today: np.ndarray, month_start: int, month_end: int, month: np.ndarray, first_hour: int,
+                hour_energy: np.ndarray, hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray,
+                first_quarter: int, quarter_energy: np.ndarray, quarter_covered: np.ndarray,
+                quarter_quality: np.ndarray) -> tuple[int, int]:
+    """fold_batch on two threads: the late readings found with the batch's halves scanned at once, then one
+    thread for each half of the series (`_fold_two`)."""
+    late_lo, late_hi, segments = _late_two_threads(sid, ts, _newest_of_anchors(anchor_value, anchor_ts))
+    left_out, dropped = _fold_two(
+        late_lo, late_hi, segments, _WORKSPACE.scratch(0, late_lo.shape[0]),
+        _WORKSPACE.scratch(1, late_hi.shape[0]), sid, ts, value, integrate, modulus, max_gap_ms, anchor_value,
+        anchor_ts, day_start, day_end, today, month_start, month_end, month, first_hour, hour_energy, hour_covered,
+        hour_quality, demand_row, first_quarter, quarter_energy, quarter_covered, quarter_quality)
+    return int(left_out), int(dropped)
+
+
 def fold_batch(
     sid: np.ndarray,
     ts: np.ndarray,

@@ -76,6 +76,12 @@ of kernel variants in one process, thread CPU time or wall, medians of 7-9):
   - where the 22 ms go now: late scan 5.6 ms (two threads, at the memory's pace), then each thread: tight loop
     12.4 ms (5.5 M readings: its half and the mixed blocks), readings set aside 1.0 ms, redeliveries passed by
     0.5 ms, late records and state set-up 1.2 ms. The loop reads 24 B a reading at ~21 GB/s for the two.
+  - page faults: the late readings' work arrays (~4.4 MB a thread here) came from the worker threads' malloc
+    arenas, which gave them back after every other fold: 11 folds in a row alternated 199 and 1,671 minor
+    faults, 23 and 25.5 ms, and the median fell on the slow side. They are now kept from fold to fold
+    (analytics.fold.Workspace, one set a calling thread): 199 faults every time (the late scan's buffers).
+    Passing the hot rows in too made the fold slower (26.4 vs 22.5 ms: LLVM no longer knew they alias
+    nothing), so those are still allocated in the fold.
   - tried and dropped: 24- or 32-byte hot rows (the rest in a cold row): a stripped loop was 20 % faster, the
     fold was not (paired, medians of 20: 23.0 vs 22.2 ms; the readings set aside then miss the cold row);
     blocks of 128 or 256 readings instead of 512 (no change); touching the hot row 8-32 readings ahead (slower);

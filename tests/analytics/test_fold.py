@@ -231,10 +231,29 @@ def test_the_late_readings_time_order_is_a_stable_sort(seed: int, n: int, span: 
     key[rng.random(n) < 0.2] = key[0] if n else 0  # ties
     if span == 2**63 - 1 and n >= 2:
         key[:2] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
-    np.testing.assert_array_equal(fold._time_order(key), np.argsort(key, kind="stable"))
+    work = fold.Workspace().scratch(0, n)[4:]  # the radix sort's work arrays (longer than n: sliced to it)
+    np.testing.assert_array_equal(fold._time_order(key, *work), np.argsort(key, kind="stable"))
 
 
 def test_a_negative_max_gap_is_refused() -> None:
     one = np.zeros(1, dtype=np.int64)
     with pytest.raises(ValueError, match="max_gap_ms"):
         fused(_state(), one, one + T0, np.ones(1), False, -1)
+
+
+def test_the_kept_work_arrays_carry_nothing_from_one_batch_to_the_next() -> None:
+    # fold.Workspace keeps the fold's work arrays for the late readings from batch to batch (larger ones from an
+    # earlier, larger batch); whatever they hold, a fold must give the separate kernels' result.
+    work = fold._WORKSPACE
+    for part in (0, 1):
+        for a in work.scratch(part, 5_000):
+            a.view(np.uint8)[...] = 0xA5  # garbage: NaN-like floats, huge ints
+    rng = np.random.default_rng(3)
+    n = 3_000
+    sid = rng.integers(0, N_SERIES, n)
+    ts = T0 + 4 * k.HOUR_MS + rng.permutation(n) * 1_000  # shuffled: about half of the readings are late
+    v = (ts - T0) / 1_000.0 + sid
+    for threads in (1, 2):
+        a, b = _state(), _state()
+        assert separate(a, sid, ts, v, False, 15 * MIN) == fused(b, sid, ts, v, False, 15 * MIN, threads=threads)
+        _assert_same(a, b)
