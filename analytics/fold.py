@@ -19,7 +19,8 @@ from the hot row; everything else (merging a late reading in where it belongs in
 timestamp wins, as in `sort_dedupe` — rollover, reset, noise, gaps, leaving the held cells) takes the rare path,
 which applies the general rules. No permutation, no gathered copies of the batch, no per-step temporaries.
 Batches of `PARALLEL_MIN_READINGS` or more (backfill, catching up) are folded on two threads, each owning a
-range of series. Measurements and what did not pay: bench/analytics.py.
+range of series. The late readings' work arrays are kept from batch to batch (`Workspace`). Measurements and
+what did not pay: bench/analytics.py.
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def _time_order(key: np.ndarray, digits: np.ndarray, digits_b: np.ndarray, order
 
 @njit(cache=True)
 def _late_records(late: np.ndarray, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, part_lo: int,
-                  part_hi: int, hot: np.ndarray, hot_i: np.ndarray, scratch: tuple) -> np.ndarray:  # type: ignore[type-arg]
+                  part_hi: int, hot: np.ndarray, hot_i: np.ndarray, scratch: tuple[np.ndarray, ...]) -> np.ndarray:
     # Compact records of the late readings (`late`, of series part_lo..part_hi-1: indices in arrival order, a
     # (series, time) maybe more than once), each series' first late reading put in its hot row. A row holds what
     # a series needs when it passes the reading: its next late reading (row, time, value; the last row, the end,
@@ -494,7 +495,7 @@ def _fold_part(
     segments: np.ndarray,
     part: int,
     late: np.ndarray,
-    scratch: tuple,  # type: ignore[type-arg]
+    scratch: tuple[np.ndarray, ...],
     sid: np.ndarray,
     ts: np.ndarray,
     value: np.ndarray,
@@ -738,18 +739,17 @@ def _newest_of_anchors(anchor_value: np.ndarray, anchor_ts: np.ndarray) -> np.nd
 
 
 @njit(cache=True, parallel=True)
-def _fold_two(late_lo: np.ndarray, late_hi: np.ndarray, segments: np.ndarray, scratch_lo: tuple,  # type: ignore[type-arg]
-              scratch_hi: tuple, sid: np.ndarray,  # type: ignore[type-arg]
-              ts: np.ndarray, value: np.ndarray, integrate: bool, modulus: np.ndarray, max_gap_ms: int,
+def _fold_two(late_lo: np.ndarray, late_hi: np.ndarray, segments: np.ndarray, scratch_lo: tuple[np.ndarray, ...],
+              scratch_hi: tuple[np.ndarray, ...], sid: np.ndarray, ts: np.ndarray, value: np.ndarray, integrate: bool,
+              modulus: np.ndarray, max_gap_ms: int,
               anchor_value: np.ndarray, anchor_ts: np.ndarray, day_start: int, day_end: int, today: np.ndarray,
               month_start: int, month_end: int, month: np.ndarray, first_hour: int, hour_energy: np.ndarray,
               hour_covered: np.ndarray, hour_quality: np.ndarray, demand_row: np.ndarray, first_quarter: int,
               quarter_energy: np.ndarray, quarter_covered: np.ndarray, quarter_quality: np.ndarray) -> tuple[int, int]:
     # One thread for each half of the series, given each half's late readings (`_late_two_threads`). A series'
     # state, cells and readings belong to one half, so the threads share nothing they write. Where the batch
-    # comes in long runs of one half's
-    # series (a stream in time order, series by series: `segments`), each thread reads only its runs; otherwise
-    # each reads the whole batch and takes only its own readings.
+    # comes in long runs of one half's series (a stream in time order, series by series: `segments`), each
+    # thread reads only its runs; otherwise each reads the whole batch and takes only its own readings.
     n_series = anchor_value.shape[0]
     out = np.zeros((2, 2), dtype=np.int64)
     for k in prange(2):
@@ -768,11 +768,12 @@ def _fold_two(late_lo: np.ndarray, late_hi: np.ndarray, segments: np.ndarray, sc
 
 
 class Workspace(threading.local):
-    """The fold's work arrays, kept from batch to batch, one set a thread.
+    """The work arrays of the fold's late readings (`_late_records`), kept from batch to batch, a set a thread.
 
     Allocated afresh for every batch, they came from the fold's worker threads' malloc arenas, which gave the
     pages back after every other batch: ~1,500 page faults and +2.5 ms in the next fold of bench/analytics.py.
-    Late-reading arrays for more than `KEEP_MAX_LATE` readings (a rare, huge backfill batch) are not kept.
+    Arrays for more than `KEEP_MAX_LATE` late readings (a rare, huge backfill batch) are not kept. (The hot rows
+    stay allocated in `_fold_part`: see there.)
     """
 
     KEEP_MAX_LATE = 1 << 20
