@@ -87,7 +87,8 @@ of kernel variants in one process, thread CPU time or wall, medians of 7-9):
     blocks of 128 or 256 readings instead of 512 (no change); touching the hot row 8-32 readings ahead (slower);
     the late check folded into the common step's compare (two threads no faster, one thread slower); passing a
     redelivery by inside the tight loop instead of setting it aside (its code got slower: paired, medians of
-    20, 23.2 vs 21.4 ms, as it did before).
+    20, 23.2 vs 21.4 ms, as it did before); the tight loop indexing flat views of the hot rows (a shift where
+    2-D indexing multiplies: one thread 40.0 vs 39.6 ms, no gain).
 - what bounds it: any reading may be redelivered late, so the late readings must be known before the first
   reading of their series is taken: the batch is read twice (16 + 24 B a reading), 13 ms at ~32 GB/s. Past
   the late scan the fold is bound by its instructions, not the memory (~7 cycles a reading in the tight loop).
