@@ -62,7 +62,7 @@ def fused(st_: dict[str, np.ndarray], sid: np.ndarray, ts: np.ndarray, v: np.nda
     """fold_batch (one thread for batches this small), or its two-thread form (`threads=2`: series 0-1 on one
     thread, 2-3 on the other, as fold_batch runs batches of `fold.PARALLEL_MIN_READINGS` or more)."""
     if threads > 1:
-        return fold._fold_parts(  # type: ignore[no-any-return]
+        return fold._fold_parts(
             sid, ts, v, integrate, np.full(N_SERIES, MODULUS), max_gap, st_["anchor"], st_["anchor_ts"],
             *WINDOWS["day"], st_["today"], *WINDOWS["month"], st_["month"], WINDOWS["first_hour"], st_["he"],
             st_["hc"], st_["hq"], DEMAND_ROW, WINDOWS["first_quarter"], st_["qe"], st_["qc"], st_["qq"])
@@ -251,7 +251,7 @@ def test_the_kept_work_arrays_carry_nothing_from_one_batch_to_the_next() -> None
     rng = np.random.default_rng(3)
     n = 3_000
     sid = rng.integers(0, N_SERIES, n)
-    ts = T0 + 4 * k.HOUR_MS + rng.permutation(n) * 1_000  # shuffled: about half of the readings are late
+    ts = T0 + 4 * k.HOUR_MS + rng.permutation(n) * 1_000  # shuffled: nearly every reading is late
     v = (ts - T0) / 1_000.0 + sid
     for threads in (1, 2):
         a, b = _state(), _state()
