@@ -336,23 +336,18 @@ def _common_chunk(c0: int, c1: int, integrate: bool, filtered: bool, part_lo: in
 
 
 @njit(cache=True, boundscheck=False, inline="always")
-def _late_scan(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start: int, end: int, buf: np.ndarray,
-               first: np.ndarray, track_first: bool) -> int:
-    # Readings start..end-1 not newer than `newest` of their series or an earlier arrival: their indices go to
-    # buf[start:], how many is returned; `newest` is updated. With `track_first`, first[s] is the time of the
-    # series' first reading in the range. Indices are unsigned: numba then leaves out the fix-up of negative
+def _late_scan(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, buf: np.ndarray) -> int:
+    # The readings not newer than `newest` of their series or an earlier arrival: their indices go to buf, how
+    # many is returned; `newest` is updated. Indices are unsigned: numba then leaves out the fix-up of negative
     # indices, a third of the loop's instructions.
     m = 0
-    for i in range(uint64(start), uint64(end)):
+    for i in range(uint64(sid.shape[0])):
         s = uint64(sid[i])
         t = ts[i]
-        old = newest[s]
-        if t > old:
+        if t > newest[s]:
             newest[s] = t
-            if track_first and old == _NO_TS:
-                first[s] = t
         else:
-            buf[uint64(start + m)] = i
+            buf[uint64(m)] = i
             m += 1
     return m
 
@@ -364,7 +359,7 @@ def _late_scan_blocks(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray, start
     # `_late_scan` over whole _BLOCKs (start a multiple of _BLOCK), the late readings of series below `split` to
     # buf_lo[start:], the others to buf_hi[start:] (how many of each is returned), that also notes in parts[b]
     # which halves of the series block b holds: 1 the lower, 2 the upper, 3 both (a register OR per reading).
-    # The body repeats `_late_scan`'s on purpose: the one shared as an inline function made the one-thread
+    # With `track_first`, first[s] is the time of the series' first reading in the range. The body repeats `_late_scan`'s on purpose: the one shared as an inline function made the one-thread
     # scan 3x slower (fold on one thread 147 vs 50 ms).
     m_lo = 0
     m_hi = 0
@@ -398,7 +393,7 @@ def _late(sid: np.ndarray, ts: np.ndarray, newest: np.ndarray) -> np.ndarray:
     # order. `newest` is updated.
     n = sid.shape[0]
     buf = np.empty(n, dtype=np.int64)  # not zeroed: only the pages of the late readings get touched
-    m = _late_scan(sid, ts, newest, 0, n, buf, buf, False)
+    m = _late_scan(sid, ts, newest, buf)
     return buf[:m].copy()  # not a view: it would keep the whole buffer alive
 
 
